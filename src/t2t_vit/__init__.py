@@ -1,0 +1,41 @@
+"""Tokens-to-Token Vision Transformer (Yuan et al., ICCV 2021) for PyTorch."""
+
+from .attention import Attention, attend, record_attention, use_fused_attention
+from .block import Block, DropPath, Mlp
+from .convert import check_state_dict, convert_state_dict
+from .flops import count_macs, count_params
+from .model import T2TViT
+from .pos_embed import get_sinusoid_encoding, resample_pos_embed
+from .presets import PRESETS, canonical_name, create_model, list_models
+from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule
+from .token_performer import TokenPerformer
+from .token_transformer import TokenAttention, TokenTransformer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_T2T_LAYERS",
+    "PRESETS",
+    "Attention",
+    "Block",
+    "DropPath",
+    "Mlp",
+    "T2TModule",
+    "T2TViT",
+    "TokenAttention",
+    "TokenPerformer",
+    "TokenTransformer",
+    "__version__",
+    "attend",
+    "canonical_name",
+    "check_state_dict",
+    "convert_state_dict",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "get_sinusoid_encoding",
+    "list_models",
+    "record_attention",
+    "resample_pos_embed",
+    "use_fused_attention",
+]

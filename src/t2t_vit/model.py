@@ -1,0 +1,271 @@
+"""The T2T-ViT model: a T2T stem, a class token, position table and ViT blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .block import Block
+from .pos_embed import get_sinusoid_encoding, resample_pos_embed
+from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType
+
+__all__ = ["T2TViT"]
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    pair = tuple(int(s) for s in size)
+    if len(pair) != 2:
+        raise ValueError(f"img_size must be an int or (height, width), got {size!r}")
+    return pair[0], pair[1]
+
+
+class T2TViT(nn.Module):
+    """Tokens-to-Token Vision Transformer (Yuan et al., ICCV 2021).
+
+    The constructor takes the official arguments by their official names, so
+    `T2TViT(**official_kwargs)` builds the official network with the same
+    state-dict keys. `t2t_layers` sets the stem's soft splits and
+    `dynamic_img_size` lets inputs of other sizes than `img_size` through, with
+    the position table resampled to their token grid.
+
+    Calls follow timm: `forward(x) -> (B, num_classes)`,
+    `forward_features(x) -> (B, 1 + N, C)` (class token first, normalised),
+    `forward_head(features, pre_logits=False)`.
+    """
+
+    pos_embed: Tensor
+
+    def __init__(
+        self,
+        img_size: int | Sequence[int] = 224,
+        tokens_type: TokensType | str = "performer",
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        token_dim: int = 64,
+        t2t_layers: Sequence[Sequence[int]] = DEFAULT_T2T_LAYERS,
+        dynamic_img_size: bool = True,
+    ) -> None:
+        super().__init__()
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+        self.img_size = _pair(img_size)
+        self.config: dict[str, Any] = {
+            "img_size": list(self.img_size) if self.img_size[0] != self.img_size[1] else img_size,
+            "tokens_type": tokens_type,
+            "in_chans": in_chans,
+            "num_classes": num_classes,
+            "embed_dim": embed_dim,
+            "depth": depth,
+            "num_heads": num_heads,
+            "mlp_ratio": mlp_ratio,
+            "qkv_bias": qkv_bias,
+            "qk_scale": qk_scale,
+            "drop_rate": drop_rate,
+            "attn_drop_rate": attn_drop_rate,
+            "drop_path_rate": drop_path_rate,
+            "token_dim": token_dim,
+            "t2t_layers": [list(layer) for layer in t2t_layers],
+            "dynamic_img_size": dynamic_img_size,
+        }
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim = embed_dim
+        self.in_chans = in_chans
+        self.dynamic_img_size = dynamic_img_size
+        self.grad_checkpointing = False
+
+        self.tokens_to_token = T2TModule(
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            token_dim=token_dim,
+            tokens_type=tokens_type,
+            layers=t2t_layers,
+        )
+        self.grid = self.tokens_to_token.output_grid(*self.img_size)
+        if min(self.grid) < 1:
+            raise ValueError(
+                f"img_size {self.img_size} is too small for the T2T stem; the smallest it takes "
+                f"is {self.tokens_to_token.min_input_size()}"
+            )
+        num_patches = self.grid[0] * self.grid[1]
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.register_buffer("pos_embed", get_sinusoid_encoding(num_patches + 1, embed_dim))
+        self.pos_drop = nn.Dropout(p=drop_rate)
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
+        self.blocks = nn.ModuleList(
+            Block(
+                dim=embed_dim,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop=drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=dpr[i],
+            )
+            for i in range(depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head: nn.Module = (
+            nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        )
+        self._pos_cache: dict[tuple[Any, ...], Tensor] = {}
+
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # -- timm-style model interface -------------------------------------------------
+
+    @torch.jit.ignore  # type: ignore[untyped-decorator]
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that take no weight decay."""
+        return {"cls_token"}
+
+    @torch.jit.ignore  # type: ignore[untyped-decorator]
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the blocks and T2T layers in the backward pass to save memory."""
+        self.grad_checkpointing = enable
+        self.tokens_to_token.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        """The classification head."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a fresh one for `num_classes` (0 removes it)."""
+        self.num_classes = num_classes
+        self.config["num_classes"] = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        if isinstance(self.head, nn.Linear):
+            self._init_weights(self.head)
+
+    # -- forward ----------------------------------------------------------------------
+
+    def pos_embed_for(self, grid: tuple[int, int]) -> Tensor:
+        """The position table for a token grid, `(1, 1 + h*w, C)`.
+
+        The native grid gets the stored table; other grids get it resampled
+        bicubically (class token row kept), cached per grid.
+        """
+        if tuple(grid) == self.grid:
+            return self.pos_embed
+        if not self.dynamic_img_size:
+            raise ValueError(
+                f"input gives a {grid[0]}x{grid[1]} token grid but the model was built for "
+                f"img_size {self.img_size} ({self.grid[0]}x{self.grid[1]}); pass "
+                f"dynamic_img_size=True to resample the position table"
+            )
+        if torch.compiler.is_compiling():
+            return resample_pos_embed(self.pos_embed, grid, self.grid)
+        pe = self.pos_embed
+        key = (grid, pe.data_ptr(), pe._version, pe.dtype, pe.device)
+        table = self._pos_cache.get(key)
+        if table is None:
+            if len(self._pos_cache) >= 8:
+                self._pos_cache.clear()
+            table = resample_pos_embed(pe, grid, self.grid)
+            self._pos_cache[key] = table
+        return table
+
+    def _embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        tokens, grid = self.tokens_to_token(x)
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        x = torch.cat((cls, tokens), dim=1) + self.pos_embed_for(grid)
+        return self.pos_drop(x), grid
+
+    def _run_block(self, block: nn.Module, x: Tensor) -> Tensor:
+        if self.grad_checkpointing and self.training:
+            out: Tensor = checkpoint(block, x, use_reentrant=False)
+            return out
+        result: Tensor = block(x)
+        return result
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Image `(B, C, H, W)` to the normalised tokens `(B, 1 + N, embed_dim)`."""
+        x, _ = self._embed(x)
+        for block in self.blocks:
+            x = self._run_block(block, x)
+        out: Tensor = self.norm(x)
+        return out
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Tokens `(B, 1 + N, C)` to logits `(B, num_classes)` (or the class token)."""
+        x = x[:, 0]
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Image `(B, C, H, W)` to logits `(B, num_classes)`."""
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: Literal["NCHW", "NLC"] = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Any:
+        """Features of chosen blocks, as timm's `forward_intermediates`.
+
+        `indices` is the number of last blocks (int) or block indices (negative
+        count from the end); default all. Each intermediate is `(B, C, h, w)` on the
+        real token grid (`output_fmt='NCHW'`) or `(B, h*w, C)` (`'NLC'`); with
+        `return_prefix_tokens` it is a pair `(map, class_token (B, 1, C))`.
+        Returns `(final_features, intermediates)`, or the intermediates alone with
+        `intermediates_only`. `norm` applies the final norm to each intermediate.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        depth = len(self.blocks)
+        if indices is None:
+            take = list(range(depth))
+        elif isinstance(indices, int):
+            if not 0 < indices <= depth:
+                raise ValueError(f"indices={indices} must be in 1..{depth} (the last n blocks)")
+            take = list(range(depth - indices, depth))
+        else:
+            take = [i + depth if i < 0 else i for i in indices]
+            bad = [i for i, t in zip(indices, take, strict=True) if not 0 <= t < depth]
+            if bad:
+                raise ValueError(f"block indices {bad} out of range for depth {depth}")
+        x, (h, w) = self._embed(x)
+        last = max(take) if stop_early else depth - 1
+        intermediates: list[Any] = []
+        for i, block in enumerate(self.blocks[: last + 1]):
+            x = self._run_block(block, x)
+            if i in take:
+                y = self.norm(x) if norm else x
+                prefix, spatial = y[:, :1], y[:, 1:]
+                if output_fmt == "NCHW":
+                    spatial = rearrange(spatial, "b (h w) c -> b c h w", h=h, w=w)
+                intermediates.append((spatial, prefix) if return_prefix_tokens else spatial)
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates

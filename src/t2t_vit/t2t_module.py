@@ -1,0 +1,176 @@
+"""The Tokens-to-Token stem: soft split, re-structurization, projection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypeAlias
+
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .token_performer import TokenPerformer
+from .token_transformer import TokenTransformer
+
+__all__ = ["DEFAULT_T2T_LAYERS", "TOKENS_TYPES", "T2TModule", "TokensType"]
+
+TokensType: TypeAlias = Literal["transformer", "performer", "patch"]
+TOKENS_TYPES: tuple[str, ...] = ("transformer", "performer", "patch")
+
+#: The paper's stem: (kernel, stride, padding) of each soft split.
+DEFAULT_T2T_LAYERS: tuple[tuple[int, int, int], ...] = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
+
+
+def _check_layers(layers: Sequence[Sequence[int]]) -> tuple[tuple[int, int, int], ...]:
+    spec = tuple(tuple(layer) for layer in layers)
+    ok = len(spec) >= 1 and all(
+        len(layer) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in layer)
+        and layer[0] >= 1
+        and layer[1] >= 1
+        and layer[2] >= 0
+        for layer in spec
+    )
+    if not ok:
+        raise ValueError(
+            f"layers must be a non-empty sequence of (kernel, stride, padding) integer "
+            f"triples with kernel >= 1, stride >= 1, padding >= 0; got {layers!r}"
+        )
+    return spec  # type: ignore[return-value]
+
+
+def _split_grid(h: int, w: int, layer: tuple[int, int, int]) -> tuple[int, int]:
+    """The grid an unfold with (kernel, stride, padding) leaves of an h x w map."""
+    kernel, stride, padding = layer
+    return (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+
+
+class T2TModule(nn.Module):
+    """Tokens-to-Token stem, `(B, C, H, W) -> ((B, N, embed_dim), (h, w))`.
+
+    Each soft split unfolds overlapping `kernel x kernel` patches into tokens;
+    between splits a T2T layer (`TokenTransformer` or `TokenPerformer`)
+    re-structures the tokens, which are folded back into a map on their real grid.
+    The last split's tokens are projected to `embed_dim`. `layers` gives
+    `(kernel, stride, padding)` per soft split; the default is the paper's
+    stem (7/4/2, 3/2/1, 3/2/1: a 224x224 image becomes a 14x14 grid).
+    `tokens_type='patch'` replaces the stem with one strided convolution whose
+    stride is the product of the strides, ViT's patch embedding, for comparisons.
+    """
+
+    def __init__(
+        self,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        token_dim: int = 64,
+        tokens_type: TokensType | str = "performer",
+        layers: Sequence[Sequence[int]] = DEFAULT_T2T_LAYERS,
+    ) -> None:
+        super().__init__()
+        if tokens_type not in TOKENS_TYPES:
+            raise ValueError(
+                f"unknown tokens_type {tokens_type!r}; accepted: {', '.join(TOKENS_TYPES)}"
+            )
+        self.in_chans = in_chans
+        self.embed_dim = embed_dim
+        self.token_dim = token_dim
+        self.tokens_type = tokens_type
+        self.layers = _check_layers(layers)
+        self.grad_checkpointing = False
+        if tokens_type == "patch":
+            patch = 1
+            for _, stride, _ in self.layers:
+                patch *= stride
+            self.patch_size = patch
+            self.project: nn.Module = nn.Conv2d(in_chans, embed_dim, patch, stride=patch)
+            return
+        for i, (kernel, stride, padding) in enumerate(self.layers):
+            # Official names: soft_split0, soft_split1, ...
+            self.add_module(f"soft_split{i}", nn.Unfold(kernel, padding=padding, stride=stride))
+        width = in_chans
+        for i, (kernel, _, _) in enumerate(self.layers[:-1]):
+            dim = width * kernel * kernel
+            layer: nn.Module
+            if tokens_type == "transformer":
+                layer = TokenTransformer(dim=dim, in_dim=token_dim, num_heads=1, mlp_ratio=1.0)
+            else:
+                layer = TokenPerformer(dim=dim, in_dim=token_dim, kernel_ratio=0.5)
+            # Official names: attention1, attention2, ...
+            self.add_module(f"attention{i + 1}", layer)
+            width = token_dim
+        last_kernel = self.layers[-1][0]
+        self.project = nn.Linear(width * last_kernel * last_kernel, embed_dim)
+
+    @property
+    def soft_splits(self) -> list[nn.Module]:
+        """The soft splits (unfolds) in order (empty for the patch stem)."""
+        if self.tokens_type == "patch":
+            return []
+        return [getattr(self, f"soft_split{i}") for i in range(len(self.layers))]
+
+    @property
+    def attentions(self) -> list[nn.Module]:
+        """The T2T layers in order (empty for the patch stem)."""
+        return [getattr(self, f"attention{i + 1}") for i in range(len(self.layers) - 1)]
+
+    def output_grid(self, height: int, width: int) -> tuple[int, int]:
+        """The token grid `(h, w)` for an `height x width` input, without running."""
+        sides = self._grids(height, width)
+        return sides[-2], sides[-1]
+
+    def min_input_size(self) -> int:
+        """The smallest side length that leaves at least one token on every split."""
+        size = 1
+        while min(self._grids(size, size)) < 1:
+            size += 1
+        return size
+
+    def _grids(self, height: int, width: int) -> list[int]:
+        """Grid sides after each split: [h1, w1, h2, w2, ...]."""
+        if self.tokens_type == "patch":
+            return [height // self.patch_size, width // self.patch_size]
+        sides = []
+        h, w = height, width
+        for layer in self.layers:
+            h, w = _split_grid(h, w, layer)
+            sides += [h, w]
+        return sides
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise `ValueError` unless `x` is `(B, in_chans, H, W)` and large enough."""
+        if x.ndim != 4:
+            raise ValueError(
+                f"expected an image batch of shape (B, {self.in_chans}, H, W), "
+                f"got a {x.ndim}-D tensor of shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected {self.in_chans} input channels, got {x.shape[1]} "
+                f"(input shape {tuple(x.shape)})"
+            )
+        height, width = int(x.shape[2]), int(x.shape[3])
+        if min(self._grids(height, width)) < 1:
+            raise ValueError(
+                f"input of {height}x{width} is too small for this T2T stem "
+                f"(layers {self.layers}); the smallest it takes is "
+                f"{self.min_input_size()}x{self.min_input_size()} (input shape {tuple(x.shape)})"
+            )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        self.check_input(x)
+        if self.tokens_type == "patch":
+            x = self.project(x)
+            h, w = x.shape[-2:]
+            return rearrange(x, "b c h w -> b (h w) c"), (int(h), int(w))
+        h, w = int(x.shape[2]), int(x.shape[3])
+        splits = self.soft_splits
+        for spec, split, layer in zip(self.layers, splits, self.attentions, strict=False):
+            h, w = _split_grid(h, w, spec)
+            tokens = rearrange(split(x), "b c n -> b n c")
+            if self.grad_checkpointing and self.training:
+                tokens = checkpoint(layer, tokens, use_reentrant=False)
+            else:
+                tokens = layer(tokens)
+            x = rearrange(tokens, "b (h w) c -> b c h w", h=h, w=w)
+        tokens = rearrange(splits[-1](x), "b c n -> b n c")
+        return self.project(tokens), _split_grid(h, w, self.layers[-1])

@@ -1,0 +1,77 @@
+"""The Tokens-to-Token Performer layer (re-structurization with linear attention)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["TokenPerformer"]
+
+
+class TokenPerformer(nn.Module):
+    """One T2T layer with Performer attention, `(B, N, dim) -> (B, N, in_dim)`.
+
+    Softmax attention is approximated with positive orthogonal random features
+    (Choromanski et al., 2021), so the cost grows linearly with the token count
+    and no `N x N` matrix is formed. The random features `w` are a persistent
+    buffer: checkpoints carry them, optimisers never see them. The kernel runs in
+    fp32, also under autocast, where `exp` would overflow in half precision.
+    """
+
+    w: Tensor
+
+    def __init__(
+        self,
+        dim: int,
+        in_dim: int,
+        head_cnt: int = 1,
+        kernel_ratio: float = 0.5,
+        dp1: float = 0.1,
+        dp2: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if head_cnt != 1:
+            raise ValueError(f"TokenPerformer supports head_cnt=1 only, got {head_cnt}")
+        self.emb = in_dim * head_cnt
+        self.kqv = nn.Linear(dim, 3 * self.emb)
+        self.dp = nn.Dropout(dp1)
+        self.proj = nn.Linear(self.emb, self.emb)
+        self.head_cnt = head_cnt
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(self.emb)
+        self.epsilon = 1e-8
+        self.mlp = nn.Sequential(
+            nn.Linear(self.emb, self.emb),
+            nn.GELU(),
+            nn.Linear(self.emb, self.emb),
+            nn.Dropout(dp2),
+        )
+        self.m = int(self.emb * kernel_ratio)
+        w = nn.init.orthogonal_(torch.empty(self.m, self.emb)) * math.sqrt(self.m)
+        self.register_buffer("w", w, persistent=True)
+
+    def prm_exp(self, x: Tensor) -> Tensor:
+        """Positive random features `exp(w^T x - |x|^2 / 2) / sqrt(m)`, `(B, T, e) -> (B, T, m)`."""
+        xd = (x * x).sum(dim=-1, keepdim=True) / 2
+        wtx = x @ self.w.float().t()
+        return torch.exp(wtx - xd) / math.sqrt(self.m)
+
+    def single_attn(self, x: Tensor) -> Tensor:
+        """Linear attention with the values as skip connection, `(B, T, dim) -> (B, T, emb)`."""
+        k, q, v = torch.split(self.kqv(x), self.emb, dim=-1)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            kp = self.prm_exp(k.float())
+            qp = self.prm_exp(q.float())
+            # Associativity keeps the cost linear in T: (qp kp^T) v == qp (kp^T v).
+            denom = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
+            kptv = v.float().transpose(1, 2) @ kp  # (B, emb, m)
+            y = (qp @ kptv.transpose(1, 2)) / (denom + self.epsilon)  # (B, T, emb)
+        out: Tensor = v + self.dp(self.proj(y.to(v.dtype)))
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.single_attn(self.norm1(x))
+        out: Tensor = x + self.mlp(self.norm2(x))
+        return out
