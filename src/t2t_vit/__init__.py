@@ -4,9 +4,16 @@ from .attention import Attention, attend, record_attention, use_fused_attention
 from .block import Block, DropPath, Mlp
 from .convert import check_state_dict, convert_state_dict
 from .flops import count_macs, count_params
+from .hub import from_pretrained, save_pretrained
 from .model import T2TViT
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .presets import PRESETS, canonical_name, create_model, list_models
+from .pretrained_cfg import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    default_pretrained_cfg,
+    resolve_pretrained_cfg,
+)
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule
 from .token_performer import TokenPerformer
 from .token_transformer import TokenAttention, TokenTransformer
@@ -15,6 +22,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_T2T_LAYERS",
+    "IMAGENET_DEFAULT_MEAN",
+    "IMAGENET_DEFAULT_STD",
     "PRESETS",
     "Attention",
     "Block",
@@ -33,9 +42,13 @@ __all__ = [
     "count_macs",
     "count_params",
     "create_model",
+    "default_pretrained_cfg",
+    "from_pretrained",
     "get_sinusoid_encoding",
     "list_models",
     "record_attention",
     "resample_pos_embed",
+    "resolve_pretrained_cfg",
+    "save_pretrained",
     "use_fused_attention",
 ]

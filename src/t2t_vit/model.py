@@ -125,6 +125,8 @@ class T2TViT(nn.Module):
             nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         )
         self._pos_cache: dict[tuple[Any, ...], Tensor] = {}
+        #: Preprocessing and labels of the loaded weights (`from_pretrained` sets it).
+        self.pretrained_cfg: dict[str, Any] | None = None
 
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(self._init_weights)
