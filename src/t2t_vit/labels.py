@@ -1,0 +1,75 @@
+"""Class names shipped with the package: ImageNet-1k, CIFAR-10 and CIFAR-100."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from torch import nn
+
+from .pretrained_cfg import resolve_pretrained_cfg
+
+__all__ = ["LABEL_SETS", "imagenet_wnids", "load_labels", "resolve_labels"]
+
+#: Label-set name -> data file in `t2t_vit/data`.
+LABEL_SETS: dict[str, str] = {
+    "imagenet-1k": "imagenet-1k.tsv",
+    "cifar-10": "cifar-10.txt",
+    "cifar-100": "cifar-100.txt",
+}
+
+
+@cache
+def _read(file: str) -> tuple[str, ...]:
+    text = resources.files("t2t_vit").joinpath("data").joinpath(file).read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line)
+
+
+def load_labels(name: str) -> list[str]:
+    """The class names of a label set, in class-index order.
+
+    `'imagenet-1k'`: the 1000 classes in the order of their sorted WordNet ids (the
+    order of the ImageNet class folders), each named by its synset's first lemma;
+    the two names WordNet repeats are told apart as `'crane (bird)'` (134),
+    `'crane (machine)'` (517), `'maillot'` (638) and `'tank suit'` (639).
+    `'cifar-10'`, `'cifar-100'`: the datasets' own names (fine labels for CIFAR-100).
+    """
+    key = name.strip().lower()
+    if key not in LABEL_SETS:
+        raise ValueError(f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}")
+    lines = _read(LABEL_SETS[key])
+    return [line.split("\t")[-1] for line in lines]
+
+
+def imagenet_wnids() -> list[str]:
+    """The 1000 ImageNet-1k WordNet ids (`'n01440764'`, ...) in class-index order."""
+    return [line.split("\t")[0] for line in _read(LABEL_SETS["imagenet-1k"])]
+
+
+def resolve_labels(model_or_cfg: nn.Module | dict[str, Any]) -> list[str]:
+    """The class names for a model's outputs, from its pretrained config's `labels`.
+
+    `labels` is a label-set name or an explicit list. When the config has none,
+    or their count differs from the model's `num_classes` (a replaced head, a
+    randomly initialised model with another class count), the classes are
+    named by their index: `'class_0'`, `'class_1'`, ...
+    """
+    if isinstance(model_or_cfg, dict):
+        cfg, num_classes = model_or_cfg, None
+    else:
+        cfg = resolve_pretrained_cfg(model_or_cfg)
+        num_classes = getattr(model_or_cfg, "num_classes", None)
+    spec = cfg.get("labels")
+    labels: list[str] | None = None
+    if isinstance(spec, str):
+        labels = load_labels(spec)
+    elif isinstance(spec, (list, tuple)):
+        labels = [str(label) for label in spec]
+    if num_classes is None:
+        if labels is None:
+            raise ValueError("the config has no 'labels' and no model gives the class count")
+        return labels
+    if labels is None or len(labels) != num_classes:
+        return [f"class_{i}" for i in range(num_classes)]
+    return labels

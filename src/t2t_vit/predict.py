@@ -1,0 +1,64 @@
+"""Top-k classification of images with a model's own preprocessing and labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .labels import resolve_labels
+from .preprocess import EvalTransform, ImageInput, _as_list
+
+__all__ = ["Prediction", "predict"]
+
+
+class Prediction(NamedTuple):
+    """One ranked class: `(class_index, label, probability)`."""
+
+    class_index: int
+    label: str
+    probability: float
+
+
+def predict(
+    model: nn.Module,
+    images: ImageInput | Sequence[ImageInput],
+    top_k: int = 5,
+    *,
+    batch_size: int = 32,
+) -> list[list[Prediction]]:
+    """The `top_k` classes of each image, most probable first.
+
+    Images are preprocessed with the model's pretrained config and named with its
+    labels (`resolve_labels`). The model runs in eval mode under
+    `torch.inference_mode()` on its own device and dtype; its training flag is
+    restored afterwards. `top_k` is capped at the number of classes.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    items = _as_list(images)
+    transform = EvalTransform.from_model(model)
+    labels = resolve_labels(model)
+    param = next(model.parameters())
+    k = min(top_k, len(labels))
+    results: list[list[Prediction]] = []
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                batch = torch.stack([transform(img) for img in items[start : start + batch_size]])
+                logits = model(batch.to(device=param.device, dtype=param.dtype))
+                probs = logits.float().softmax(dim=-1)
+                values, indices = probs.topk(k, dim=-1)
+                for vals, idxs in zip(values.tolist(), indices.tolist(), strict=True):
+                    results.append(
+                        [Prediction(i, labels[i], p) for i, p in zip(idxs, vals, strict=True)]
+                    )
+    finally:
+        model.train(was_training)
+    return results
