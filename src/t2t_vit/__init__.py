@@ -3,10 +3,14 @@
 from .attention import Attention, attend, record_attention, use_fused_attention
 from .block import Block, DropPath, Mlp
 from .convert import check_state_dict, convert_state_dict
+from .evaluate import EvalResult, ImageFolder, evaluate
 from .flops import count_macs, count_params
 from .hub import from_pretrained, save_pretrained
+from .labels import imagenet_wnids, load_labels, resolve_labels
 from .model import T2TViT
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
+from .predict import Prediction, predict
+from .preprocess import EvalTransform, load_image, preprocess
 from .presets import PRESETS, canonical_name, create_model, list_models
 from .pretrained_cfg import (
     IMAGENET_DEFAULT_MEAN,
@@ -17,6 +21,13 @@ from .pretrained_cfg import (
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule
 from .token_performer import TokenPerformer
 from .token_transformer import TokenAttention, TokenTransformer
+from .visualize import (
+    AttentionMaps,
+    attention_rollout,
+    overlay_map,
+    record_attention_maps,
+    rollout,
+)
 
 __version__ = "0.1.0"
 
@@ -26,9 +37,14 @@ __all__ = [
     "IMAGENET_DEFAULT_STD",
     "PRESETS",
     "Attention",
+    "AttentionMaps",
     "Block",
     "DropPath",
+    "EvalResult",
+    "EvalTransform",
+    "ImageFolder",
     "Mlp",
+    "Prediction",
     "T2TModule",
     "T2TViT",
     "TokenAttention",
@@ -36,6 +52,7 @@ __all__ = [
     "TokenTransformer",
     "__version__",
     "attend",
+    "attention_rollout",
     "canonical_name",
     "check_state_dict",
     "convert_state_dict",
@@ -43,12 +60,22 @@ __all__ = [
     "count_params",
     "create_model",
     "default_pretrained_cfg",
+    "evaluate",
     "from_pretrained",
     "get_sinusoid_encoding",
+    "imagenet_wnids",
     "list_models",
+    "load_image",
+    "load_labels",
+    "overlay_map",
+    "predict",
+    "preprocess",
     "record_attention",
+    "record_attention_maps",
     "resample_pos_embed",
+    "resolve_labels",
     "resolve_pretrained_cfg",
+    "rollout",
     "save_pretrained",
     "use_fused_attention",
 ]
