@@ -1,0 +1,214 @@
+"""`t2t-vit predict | evaluate | info | attention`: using a (pretrained) model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ..hub import from_pretrained
+from ..model import T2TViT
+from ..presets import PRESETS, canonical_name, create_model
+
+__all__ = ["load_model", "register"]
+
+# Keys that decide whether a weights folder holds the architecture `--model` names.
+_ARCH_KEYS = ("tokens_type", "embed_dim", "depth", "num_heads", "mlp_ratio")
+
+
+def load_model(name: str | None, weights: str | None) -> T2TViT:
+    """The model a command runs: from `weights` (a `save_pretrained` folder) when given,
+    else `from_pretrained(name)` (a preset's published weights or a Hub repository).
+
+    With both, a preset `name` must match the folder's architecture.
+    """
+    if weights is None:
+        if name is None:
+            raise ValueError("give --model NAME, or --weights DIR with a saved model")
+        return from_pretrained(name)
+    if not Path(weights, "config.json").is_file():
+        raise FileNotFoundError(
+            f"--weights {weights!r} is not a folder written by save_pretrained "
+            f"(no config.json in it)"
+        )
+    model = from_pretrained(weights)
+    if name is not None and _is_preset(name):
+        preset = PRESETS[canonical_name(name)]
+        differ = [
+            f"{key}={model.config[key]!r} (preset: {preset.get(key)!r})"
+            for key in _ARCH_KEYS
+            if key in preset and model.config.get(key) != preset[key]
+        ]
+        if differ:
+            raise ValueError(
+                f"the weights in {weights!r} are not a {canonical_name(name)}: {', '.join(differ)}"
+            )
+    return model
+
+
+def _is_preset(name: str) -> bool:
+    try:
+        canonical_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="preset or Hub repository, e.g. t2t-vit-t-14 (downloads its weights unless "
+        "--weights is given)",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="DIR",
+        help="a folder written by save_pretrained: architecture, preprocessing and weights",
+    )
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the predict, evaluate, info and attention subcommands."""
+    p = subcommands.add_parser("predict", help="top-k classes of images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_model_args(p)
+    p.add_argument("--top-k", type=int, default=5, metavar="K")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_predict)
+
+    p = subcommands.add_parser("evaluate", help="top-1/top-5 accuracy on an ImageFolder tree")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="DATA_DIR/<class>/<image>, classes sorted")
+    _add_model_args(p)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--limit", type=int, default=None, help="evaluate this many images only")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_evaluate)
+
+    p = subcommands.add_parser("info", help="architecture, parameters, MACs and weight metrics")
+    p.add_argument("name", metavar="NAME", help="preset name or a save_pretrained folder")
+    p.add_argument("--weights", metavar="DIR", help="report this saved model's config too")
+    p.set_defaults(func=_info)
+
+    p = subcommands.add_parser("attention", help="write an image with its attention rollout")
+    p.add_argument("image", metavar="IMAGE")
+    _add_model_args(p)
+    p.add_argument("--out", required=True, metavar="PNG", help="output image file")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the map in the blend")
+    p.add_argument("--colormap", default="inferno", help="matplotlib colormap name")
+    p.set_defaults(func=_attention)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ..predict import predict
+
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    model = load_model(args.model, args.weights)
+    results = predict(model, list(args.images), top_k=args.top_k)
+    if args.json:
+        payload = [
+            {
+                "image": image,
+                "predictions": [
+                    {"index": p.class_index, "label": p.label, "probability": p.probability}
+                    for p in preds
+                ],
+            }
+            for image, preds in zip(args.images, results, strict=True)
+        ]
+        print(json.dumps(payload, indent=2))
+        return 0
+    for image, preds in zip(args.images, results, strict=True):
+        print(image)
+        for p in preds:
+            print(f"  {p.probability:7.2%}  {p.class_index:>5}  {p.label}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate
+
+    model = load_model(args.model, args.weights)
+    result = evaluate(
+        model,
+        args.data_dir,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    top5 = "top-5" if result.num_classes >= 5 else f"top-{result.num_classes}"
+    print(
+        f"{result.images} images: top-1 {result.top1:.2%}  {top5} {result.top5:.2%}  "
+        f"loss {result.loss:.4f}  {result.images_per_second:.1f} images/s"
+    )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ..flops import count_macs, count_params
+    from ..pretrained_cfg import resolve_pretrained_cfg
+
+    source: str
+    if args.weights is not None:
+        model = load_model(args.name, args.weights)
+        source = args.weights
+    elif Path(args.name, "config.json").is_file():
+        model = load_model(None, args.name)
+        source = args.name
+    else:
+        model = create_model(args.name)
+        source = "preset (randomly initialised; no weights loaded)"
+    cfg = resolve_pretrained_cfg(model)
+    config = model.config
+    print(f"model: {args.name}")
+    print(f"source: {source}")
+    print(
+        f"architecture: tokens_type={config['tokens_type']} embed_dim={config['embed_dim']} "
+        f"depth={config['depth']} num_heads={config['num_heads']} "
+        f"mlp_ratio={config['mlp_ratio']} token_dim={config['token_dim']} "
+        f"num_classes={config['num_classes']}"
+    )
+    _, height, width = cfg["input_size"]
+    grid = model.grid
+    print(f"input: {height}x{width} -> {grid[0]}x{grid[1]} tokens")
+    params = count_params(model, trainable_only=True)
+    macs = count_macs(model, (int(height), int(width)), in_chans=model.in_chans)
+    print(f"params: {params:,} ({params / 1e6:.2f} M)")
+    print(f"MACs: {macs:,} ({macs / 1e9:.2f} G)")
+    print(
+        f"preprocessing: resize {cfg['interpolation']} crop_pct={cfg['crop_pct']} "
+        f"mean={cfg['mean']} std={cfg['std']}"
+    )
+    labels = cfg.get("labels")
+    print(f"labels: {labels if isinstance(labels, str) else f'{len(labels or [])} names'}")
+    metrics = cfg.get("metrics")
+    if isinstance(metrics, dict) and metrics:
+        print("metrics: " + "  ".join(f"{k}={v}" for k, v in metrics.items()))
+    else:
+        print("metrics: none in the config")
+    return 0
+
+
+def _attention(args: argparse.Namespace) -> int:
+    from ..preprocess import EvalTransform
+    from ..visualize import overlay_map, rollout
+
+    model = load_model(args.model, args.weights)
+    transform = EvalTransform.from_model(model)
+    crop = transform.resize_crop(args.image)
+    x = transform.to_tensor(crop)[None]
+    mask = rollout(model, x)[0]
+    out = Path(args.out)
+    if out.parent and not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder not found: {str(out.parent)!r}")
+    overlay_map(crop, mask, alpha=args.alpha, colormap=args.colormap).save(out)
+    print(f"wrote {out} ({crop.size[0]}x{crop.size[1]}, {mask.shape[0]}x{mask.shape[1]} tokens)")
+    return 0
