@@ -190,6 +190,7 @@ class EvalTransform:
         self.channels, self.height, self.width = channels, height, width
         self.crop_pct = crop_pct
         self.interpolation = interpolation
+        self._mean, self._std = mean, std
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
@@ -233,8 +234,7 @@ class EvalTransform:
         return (
             f"EvalTransform(input_size={[self.channels, self.height, self.width]}, "
             f"resize={self.resize_size}, crop_pct={self.crop_pct}, "
-            f"interpolation={self.interpolation!r}, mean={self.mean.flatten().tolist()}, "
-            f"std={self.std.flatten().tolist()})"
+            f"interpolation={self.interpolation!r}, mean={self._mean}, std={self._std})"
         )
 
 
