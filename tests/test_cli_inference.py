@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +270,19 @@ def test_attention_writes_the_overlay(tmp_path: Path, capsys: pytest.CaptureFixt
     assert written.shape == (64, 64, 3)
     assert np.array_equal(written, expected)
     assert not np.array_equal(written, np.asarray(crop))
+
+
+def test_missing_pillow_is_reported_with_the_extra(
+    tmp_path: Path,
+    colour_weights: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = write_tree(tmp_path / "imgs", [("x", "red")])[0]
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    status, _, err = run(capsys, "predict", str(path), "--weights", str(colour_weights))
+    assert (status, err.strip()) == (
+        2,
+        "t2t-vit predict: error: image preprocessing needs Pillow; install it with: "
+        'pip install "t2t-vit[image]"',
+    )

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.func(args)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, OSError, RuntimeError, ImportError) as err:
         print(f"t2t-vit {args.command}: error: {err}", file=sys.stderr)
         return 2
     return status
