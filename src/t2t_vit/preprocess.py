@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .pretrained_cfg import default_pretrained_cfg, resolve_pretrained_cfg
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image as PILImage
 
-__all__ = ["EvalTransform", "ImageInput", "load_image", "preprocess", "require_pillow"]
+__all__ = [
+    "EvalTransform",
+    "ImageInput",
+    "load_image",
+    "preprocess",
+    "require_numpy",
+    "require_pillow",
+]
 
 #: One image: a file path, a PIL image, a NumPy `(H, W[, C])` uint8 array or a `(C, H, W)` tensor.
 ImageInput: TypeAlias = "str | os.PathLike[str] | PILImage.Image | np.ndarray[Any, Any] | Tensor"
@@ -38,6 +46,26 @@ def require_pillow() -> Any:
             'image preprocessing needs Pillow; install it with: pip install "t2t-vit[image]"'
         ) from err
     return Image
+
+
+def require_numpy() -> Any:
+    """The `numpy` module, or an `ImportError` saying which extra to install.
+
+    NumPy is no dependency of the model itself; image handling uses it.
+    """
+    try:
+        import numpy
+    except ImportError as err:
+        raise ImportError(
+            'image preprocessing needs NumPy; install it with: pip install "t2t-vit[image]"'
+        ) from err
+    return numpy
+
+
+def _is_ndarray(obj: object) -> bool:
+    # Without importing NumPy: an array can only exist if NumPy is already loaded.
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(obj, numpy.ndarray)
 
 
 def load_image(path: str | os.PathLike[str]) -> PILImage.Image:
@@ -68,7 +96,7 @@ def _to_pil(image: Any) -> PILImage.Image:
         img = load_image(image)
     elif isinstance(image, image_mod.Image):
         img = image
-    elif isinstance(image, np.ndarray):
+    elif _is_ndarray(image):
         img = _array_to_pil(image, "array")
     elif isinstance(image, Tensor):
         img = _tensor_to_pil(image)
@@ -86,6 +114,7 @@ def _to_pil(image: Any) -> PILImage.Image:
 
 def _array_to_pil(array: np.ndarray[Any, Any], what: str) -> PILImage.Image:
     image_mod = require_pillow()
+    np = require_numpy()
     if array.dtype != np.uint8:
         raise ValueError(f"a NumPy image must be uint8 (H, W[, C]), got dtype {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -105,6 +134,7 @@ def _tensor_to_pil(tensor: Tensor) -> PILImage.Image:
         raise ValueError(
             f"a tensor image must be (C, H, W) with C in 1, 3, 4, got shape {tuple(tensor.shape)}"
         )
+    require_numpy()
     t = tensor.detach().cpu()
     if t.dtype == torch.uint8:
         array = t.permute(1, 2, 0).numpy()
@@ -220,10 +250,9 @@ class EvalTransform:
 
     def to_tensor(self, img: PILImage.Image) -> Tensor:
         """A cropped PIL image to the normalised `(C, H, W)` float32 tensor."""
-        array = np.asarray(img, dtype=np.uint8)
-        if array.ndim == 2:
-            array = array[:, :, None]
-        x = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255.0)
+        width, height = img.size
+        pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        x = pixels.view(height, width, -1).permute(2, 0, 1).float().div(255.0)
         return (x - self.mean) / self.std
 
     def __call__(self, image: ImageInput) -> Tensor:
@@ -243,7 +272,7 @@ def _as_list(images: Any) -> list[Any]:
         return [images]
     if isinstance(images, Tensor) and images.ndim == 4:
         return list(images.unbind(0))
-    if isinstance(images, np.ndarray) and images.ndim == 4:
+    if _is_ndarray(images) and images.ndim == 4:
         return list(images)
     if isinstance(images, Sequence) and not isinstance(images, (bytes, bytearray)):
         items = list(images)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -23,9 +22,10 @@ from torch import Tensor, nn
 
 from .attention import record_attention
 from .model import T2TViT
-from .preprocess import require_pillow
+from .preprocess import require_numpy, require_pillow
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image as PILImage
 
 __all__ = [
@@ -181,36 +181,34 @@ def rollout(model: nn.Module, x: Tensor, *, size: tuple[int, int] | None = None)
 
 # Anchors of a perceptually ordered dark-blue -> teal -> yellow ramp, used when
 # matplotlib is not installed.
-_BUILTIN_ANCHORS = np.array(
-    [
-        [0.05, 0.03, 0.25],
-        [0.23, 0.18, 0.55],
-        [0.15, 0.45, 0.58],
-        [0.15, 0.65, 0.50],
-        [0.55, 0.80, 0.25],
-        [0.99, 0.91, 0.15],
-    ]
+_BUILTIN_ANCHORS = (
+    (0.05, 0.03, 0.25),
+    (0.23, 0.18, 0.55),
+    (0.15, 0.45, 0.58),
+    (0.15, 0.65, 0.50),
+    (0.55, 0.80, 0.25),
+    (0.99, 0.91, 0.15),
 )
 
 
 def colormap_lut(name: str = "inferno") -> np.ndarray[Any, Any]:
     """A `(256, 3)` uint8 colour table: matplotlib's `name` when matplotlib is
     installed, else a built-in dark-blue to yellow ramp."""
+    numpy = require_numpy()
     try:
         import matplotlib
     except ImportError:
-        positions = np.linspace(0.0, 1.0, len(_BUILTIN_ANCHORS))
-        t = np.linspace(0.0, 1.0, 256)
-        table = np.stack(
-            [np.interp(t, positions, _BUILTIN_ANCHORS[:, c]) for c in range(3)], axis=1
-        )
+        anchors = numpy.array(_BUILTIN_ANCHORS)
+        positions = numpy.linspace(0.0, 1.0, len(anchors))
+        t = numpy.linspace(0.0, 1.0, 256)
+        table = numpy.stack([numpy.interp(t, positions, anchors[:, c]) for c in range(3)], axis=1)
     else:
         try:
             cmap = matplotlib.colormaps[name]
         except KeyError as err:
             raise ValueError(f"unknown matplotlib colormap {name!r}") from err
-        table = np.asarray(cmap(np.linspace(0.0, 1.0, 256)))[:, :3]
-    lut: np.ndarray[Any, Any] = np.round(table * 255.0).astype(np.uint8)
+        table = numpy.asarray(cmap(numpy.linspace(0.0, 1.0, 256)))[:, :3]
+    lut: np.ndarray[Any, Any] = numpy.round(table * 255.0).astype(numpy.uint8)
     return lut
 
 
@@ -227,17 +225,18 @@ def overlay_map(
     and mixed in with weight `alpha`.
     """
     image_mod = require_pillow()
+    numpy = require_numpy()
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    m = mask.detach().float().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
+    m = mask.detach().float().cpu().numpy() if isinstance(mask, Tensor) else numpy.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"the map must be 2-D (h, w), got shape {tuple(m.shape)}")
     base = image.convert("RGB")
-    resized = image_mod.fromarray(m.astype(np.float32)).resize(
+    resized = image_mod.fromarray(m.astype(numpy.float32)).resize(
         base.size, image_mod.Resampling.BILINEAR
     )
-    levels = np.clip(np.asarray(resized), 0.0, 1.0)
-    colours = colormap_lut(colormap)[np.round(levels * 255.0).astype(np.intp)]
-    mixed = (1.0 - alpha) * np.asarray(base, dtype=np.float32) + alpha * colours
-    out: PILImage.Image = image_mod.fromarray(np.round(mixed).astype(np.uint8))
+    levels = numpy.clip(numpy.asarray(resized), 0.0, 1.0)
+    colours = colormap_lut(colormap)[numpy.round(levels * 255.0).astype(numpy.intp)]
+    mixed = (1.0 - alpha) * numpy.asarray(base, dtype=numpy.float32) + alpha * colours
+    out: PILImage.Image = image_mod.fromarray(numpy.round(mixed).astype(numpy.uint8))
     return out
