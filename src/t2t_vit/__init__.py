@@ -17,18 +17,31 @@ from .pretrained_cfg import (
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule
 from .token_performer import TokenPerformer
 from .token_transformer import TokenAttention, TokenTransformer
+from .weights import (
+    HUB_ORG,
+    HUB_ORG_ENV,
+    WEIGHTS,
+    PretrainedWeights,
+    get_weights,
+    list_pretrained,
+    render_zoo_table,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_T2T_LAYERS",
+    "HUB_ORG",
+    "HUB_ORG_ENV",
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",
     "PRESETS",
+    "WEIGHTS",
     "Attention",
     "Block",
     "DropPath",
     "Mlp",
+    "PretrainedWeights",
     "T2TModule",
     "T2TViT",
     "TokenAttention",
@@ -45,8 +58,11 @@ __all__ = [
     "default_pretrained_cfg",
     "from_pretrained",
     "get_sinusoid_encoding",
+    "get_weights",
     "list_models",
+    "list_pretrained",
     "record_attention",
+    "render_zoo_table",
     "resample_pos_embed",
     "resolve_pretrained_cfg",
     "save_pretrained",
