@@ -2,9 +2,15 @@
 
 from .attention import Attention, attend, record_attention, use_fused_attention
 from .block import Block, DropPath, Mlp
-from .convert import check_state_dict, convert_state_dict
+from .checkpoint import UnsafeCheckpointError, load_checkpoint
+from .convert import (
+    check_state_dict,
+    convert_checkpoint,
+    convert_state_dict,
+    infer_model_args,
+)
 from .flops import count_macs, count_params
-from .hub import from_pretrained, save_pretrained
+from .hub import PretrainedLoadError, from_pretrained, push_to_hub, save_pretrained
 from .model import T2TViT
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .presets import PRESETS, canonical_name, create_model, list_models
@@ -41,16 +47,19 @@ __all__ = [
     "Block",
     "DropPath",
     "Mlp",
+    "PretrainedLoadError",
     "PretrainedWeights",
     "T2TModule",
     "T2TViT",
     "TokenAttention",
     "TokenPerformer",
     "TokenTransformer",
+    "UnsafeCheckpointError",
     "__version__",
     "attend",
     "canonical_name",
     "check_state_dict",
+    "convert_checkpoint",
     "convert_state_dict",
     "count_macs",
     "count_params",
@@ -59,8 +68,11 @@ __all__ = [
     "from_pretrained",
     "get_sinusoid_encoding",
     "get_weights",
+    "infer_model_args",
     "list_models",
     "list_pretrained",
+    "load_checkpoint",
+    "push_to_hub",
     "record_attention",
     "render_zoo_table",
     "resample_pos_embed",

@@ -27,7 +27,9 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 def _registrations() -> list[Register]:
     """The subcommand modules' `register` functions, in the order `--help` lists them."""
-    return []
+    from . import convert
+
+    return [convert.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
