@@ -48,7 +48,6 @@ CITATION = """\
   author    = {Yuan, Li and Chen, Yunpeng and Wang, Tao and Yu, Weihao and Shi, Yujun and
                Jiang, Zi-Hang and Tay, Francis E. H. and Feng, Jiashi and Yan, Shuicheng},
   booktitle = {Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
-  pages     = {558--567},
   year      = {2021}
 }
 """
@@ -157,12 +156,16 @@ def write_model_card(
         "```python",
         "import t2t_vit",
         "",
-        f"model = t2t_vit.from_pretrained({title!r})",
+        f"model = t2t_vit.from_pretrained({title!r})"
+        if name
+        else 'model = t2t_vit.from_pretrained("path/to/this/folder")  # or "<org>/<repo>"',
         "```",
         "",
         "## License",
         "",
-        f"The weights keep the license of their source: `{license_id}`.",
+        f"The weights keep the license of their source: `{license_id}`."
+        if "license" in src
+        else "The source's license is not recorded: set `license:` above before publishing.",
         "",
         "## Citation",
         "",
