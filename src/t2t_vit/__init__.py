@@ -2,10 +2,16 @@
 
 from .attention import Attention, attend, record_attention, use_fused_attention
 from .block import Block, DropPath, Mlp
-from .convert import check_state_dict, convert_state_dict
+from .checkpoint import UnsafeCheckpointError, load_checkpoint
+from .convert import (
+    check_state_dict,
+    convert_checkpoint,
+    convert_state_dict,
+    infer_model_args,
+)
 from .evaluate import EvalResult, ImageFolder, evaluate
 from .flops import count_macs, count_params
-from .hub import from_pretrained, save_pretrained
+from .hub import PretrainedLoadError, from_pretrained, push_to_hub, save_pretrained
 from .labels import imagenet_wnids, load_labels, resolve_labels
 from .model import T2TViT
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
@@ -28,14 +34,26 @@ from .visualize import (
     record_attention_maps,
     rollout,
 )
+from .weights import (
+    HUB_ORG,
+    HUB_ORG_ENV,
+    WEIGHTS,
+    PretrainedWeights,
+    get_weights,
+    list_pretrained,
+    render_zoo_table,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_T2T_LAYERS",
+    "HUB_ORG",
+    "HUB_ORG_ENV",
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",
     "PRESETS",
+    "WEIGHTS",
     "Attention",
     "AttentionMaps",
     "Block",
@@ -45,16 +63,20 @@ __all__ = [
     "ImageFolder",
     "Mlp",
     "Prediction",
+    "PretrainedLoadError",
+    "PretrainedWeights",
     "T2TModule",
     "T2TViT",
     "TokenAttention",
     "TokenPerformer",
     "TokenTransformer",
+    "UnsafeCheckpointError",
     "__version__",
     "attend",
     "attention_rollout",
     "canonical_name",
     "check_state_dict",
+    "convert_checkpoint",
     "convert_state_dict",
     "count_macs",
     "count_params",
@@ -63,15 +85,21 @@ __all__ = [
     "evaluate",
     "from_pretrained",
     "get_sinusoid_encoding",
+    "get_weights",
     "imagenet_wnids",
+    "infer_model_args",
     "list_models",
+    "list_pretrained",
+    "load_checkpoint",
     "load_image",
     "load_labels",
     "overlay_map",
     "predict",
     "preprocess",
+    "push_to_hub",
     "record_attention",
     "record_attention_maps",
+    "render_zoo_table",
     "resample_pos_embed",
     "resolve_labels",
     "resolve_pretrained_cfg",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -271,3 +273,28 @@ class T2TViT(nn.Module):
         if intermediates_only:
             return intermediates
         return self.norm(x), intermediates
+
+    # -- pretrained weights (implemented in hub.py) ------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str], **kwargs: Any) -> T2TViT:
+        """Load pretrained weights by registry name, Hub repo id or local folder; see
+        `t2t_vit.from_pretrained` for the keyword arguments."""
+        from .hub import from_pretrained
+
+        return from_pretrained(name_or_path, **kwargs)
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike[str], pretrained_cfg: dict[str, Any] | None = None
+    ) -> Path:
+        """Write `config.json` and `model.safetensors` to a folder (`t2t_vit.save_pretrained`)."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, save_directory, pretrained_cfg=pretrained_cfg)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload the weights, config and a model card to a Hub repository
+        (`t2t_vit.push_to_hub`)."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)

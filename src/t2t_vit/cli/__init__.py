@@ -27,9 +27,9 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 def _registrations() -> list[Register]:
     """The subcommand modules' `register` functions, in the order `--help` lists them."""
-    from . import inference
+    from . import convert, inference
 
-    return [inference.register]
+    return [inference.register, convert.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,305 @@
+"""`from_pretrained` through the real huggingface_hub download path, against a small
+Hub-compatible server on 127.0.0.1 that serves converted tiny models."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+import torch
+from conftest import TINY_ATOL, load_json, load_tensors
+
+import t2t_vit
+from t2t_vit.hub import PretrainedLoadError
+
+_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
+
+
+class FakeHub:
+    """Repositories in memory: repo id -> refs (branch -> commit) and commits (-> files)."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, dict[str, str]] = {}
+        self.commits: dict[str, dict[str, dict[str, bytes]]] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.url = ""
+
+    def add(self, repo_id: str, folder: Path, branch: str = "main") -> str:
+        """Commit the files of `folder` to `branch`; returns the commit hash."""
+        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+        digest = hashlib.sha1(repr((repo_id, branch, sorted(files.items()))).encode())
+        commit = digest.hexdigest()
+        self.commits.setdefault(repo_id, {})[commit] = files
+        self.refs.setdefault(repo_id, {})[branch] = commit
+        return commit
+
+    def gets(self, filename: str) -> int:
+        return sum(1 for m, p in self.requests if m == "GET" and p.endswith("/" + filename))
+
+    def answer(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        self.requests.append((method, path))
+        match = _RESOLVE.match(path)
+        if match is None:
+            return 404, {}, b""
+        repo, rev, file = match["repo"], unquote(match["rev"]), unquote(match["file"])
+        if repo not in self.commits:
+            return 404, {"X-Error-Code": "RepoNotFound"}, b""
+        commit = self.refs[repo].get(rev, rev)
+        if commit not in self.commits[repo]:
+            return 404, {"X-Error-Code": "RevisionNotFound"}, b""
+        files = self.commits[repo][commit]
+        if file not in files:
+            return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, b""
+        data = files[file]
+        headers = {
+            "X-Repo-Commit": commit,
+            "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+            "Content-Length": str(len(data)),
+            "Content-Type": "application/octet-stream",
+        }
+        return 200, headers, data
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    from huggingface_hub import constants
+
+    fake = FakeHub()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, body: bool) -> None:
+            status, headers, data = fake.answer(self.command, self.path)
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            if "Content-Length" not in headers:
+                self.send_header("Content-Length", "0")
+            self.end_headers()
+            if body and status == 200:
+                self.wfile.write(data)
+
+        def do_HEAD(self) -> None:
+            self._reply(body=False)
+
+        def do_GET(self) -> None:
+            self._reply(body=True)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    # huggingface_hub reads these once at import; the library reads HF_ENDPOINT and
+    # HF_HUB_OFFLINE per call. Telemetry off: it would look up a registry on huggingface.co.
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _converted_tiny(name: str, out: Path) -> Path:
+    """The tiny official fixture, wrapped as an official training checkpoint and converted."""
+    cfg = load_json(f"{name}.json")
+    state = {"module." + k: v for k, v in load_tensors(f"{name}.state_dict.safetensors").items()}
+    ckpt = out.parent / f"{name}.pth.tar"
+    torch.save({"state_dict": state, "state_dict_ema": state, "epoch": 3}, ckpt)
+    t2t_vit.convert_checkpoint(ckpt, out, model=cfg["official_kwargs"])
+    return out
+
+
+def _golden_logits(model: torch.nn.Module, name: str) -> None:
+    io = load_tensors(f"{name}.io.safetensors")
+    with torch.no_grad():
+        logits = model(io["input"])
+    torch.testing.assert_close(logits, io["logits"], atol=TINY_ATOL, rtol=0)
+
+
+def test_first_load_downloads_second_sends_only_metadata_requests(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    hub.add("acme/tiny", _converted_tiny("tiny_transformer", tmp_path / "tiny"))
+    cache = tmp_path / "cache"
+    model = t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
+    _golden_logits(model, "tiny_transformer")
+    assert hub.gets("model.safetensors") == 1
+    assert hub.gets("config.json") == 1
+    first = len(hub.requests)
+
+    again = t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
+    _golden_logits(again, "tiny_transformer")
+    # A branch name is re-checked with one HEAD per file; nothing is downloaded again.
+    assert hub.requests[first:] == [
+        ("HEAD", "/acme/tiny/resolve/main/config.json"),
+        ("HEAD", "/acme/tiny/resolve/main/model.safetensors"),
+    ]
+
+
+def test_load_pinned_to_a_cached_commit_makes_no_request(hub: FakeHub, tmp_path: Path) -> None:
+    commit = hub.add("acme/tiny", _converted_tiny("tiny_performer", tmp_path / "tiny"))
+    cache = tmp_path / "cache"
+    t2t_vit.from_pretrained("acme/tiny", revision=commit, cache_dir=cache)
+    seen = len(hub.requests)
+    model = t2t_vit.from_pretrained("acme/tiny", revision=commit, cache_dir=cache)
+    assert len(hub.requests) == seen
+    _golden_logits(model, "tiny_performer")
+
+
+def test_offline_mode_loads_from_the_cache_without_requests(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.add("acme/tiny", _converted_tiny("tiny_transformer", tmp_path / "tiny"))
+    cache = tmp_path / "cache"
+    t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
+    seen = len(hub.requests)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = t2t_vit.T2TViT.from_pretrained("acme/tiny", cache_dir=cache)
+    assert len(hub.requests) == seen
+    _golden_logits(model, "tiny_transformer")
+
+
+def test_offline_with_nothing_cached_says_so(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "empty-cache"
+    with pytest.raises(PretrainedLoadError) as err:
+        t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
+    assert str(err.value) == (
+        "cannot load config.json of 'acme/tiny': offline mode is on (HF_HUB_OFFLINE=1) and it "
+        f"is not in {cache}. Download it once while online, or pass the path of a local "
+        "folder with config.json and model.safetensors."
+    )
+    assert hub.requests == []
+
+
+def test_revision_selects_the_weights_of_that_branch(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add("acme/tiny", _converted_tiny("tiny_transformer", tmp_path / "a"), branch="v1")
+    other = t2t_vit.from_pretrained(_converted_tiny("tiny_performer", tmp_path / "b"))
+    t2t_vit.save_pretrained(other, tmp_path / "b")
+    hub.add("acme/tiny", tmp_path / "b", branch="main")
+    cache = tmp_path / "cache"
+    assert t2t_vit.from_pretrained("acme/tiny", cache_dir=cache).config["tokens_type"] == (
+        "performer"
+    )
+    v1 = t2t_vit.from_pretrained("acme/tiny", revision="v1", cache_dir=cache)
+    assert v1.config["tokens_type"] == "transformer"
+    _golden_logits(v1, "tiny_transformer")
+
+
+def test_registry_name_resolves_to_the_hub_org_from_the_environment(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("T2T_VIT_HUB_ORG", "mirror")
+    hub.add("mirror/t2t-vit-t-14.mmpretrain", _converted_tiny("tiny_transformer", tmp_path / "t"))
+    model = t2t_vit.from_pretrained("t2t-vit-t-14", cache_dir=tmp_path / "cache")
+    assert hub.gets("model.safetensors") == 1
+    assert hub.requests[0] == ("HEAD", "/mirror/t2t-vit-t-14.mmpretrain/resolve/main/config.json")
+    _golden_logits(model, "tiny_transformer")
+
+
+def test_missing_repository_names_it_and_how_to_convert(hub: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(PretrainedLoadError) as err:
+        t2t_vit.from_pretrained("t2t-vit-14.cifar10", cache_dir=tmp_path)
+    assert str(err.value) == (
+        "Hugging Face Hub repository 't2t-vit/t2t-vit-14.cifar10' does not exist (or is "
+        "private). To use an original checkpoint instead: download "
+        "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/"
+        "cifar10_t2t-vit_14_98.3.pth, run `t2t-vit convert cifar10_t2t-vit_14_98.3.pth "
+        "OUT_DIR` and load it with `t2t_vit.from_pretrained('OUT_DIR')`."
+    )
+
+
+def test_repository_without_weights_says_which_file_is_missing(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    folder = _converted_tiny("tiny_transformer", tmp_path / "t")
+    (folder / "model.safetensors").unlink()
+    hub.add("acme/empty", folder)
+    with pytest.raises(PretrainedLoadError) as err:
+        t2t_vit.from_pretrained("acme/empty", cache_dir=tmp_path / "cache")
+    assert str(err.value) == (
+        "Hub repository 'acme/empty' has no model.safetensors, so it holds no t2t-vit weights. "
+        "To use an original checkpoint instead: run `t2t-vit convert CHECKPOINT.pth OUT_DIR` "
+        "and load it with `t2t_vit.from_pretrained('OUT_DIR')`."
+    )
+
+
+def test_unknown_revision_is_named(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add("acme/tiny", _converted_tiny("tiny_transformer", tmp_path / "t"))
+    with pytest.raises(PretrainedLoadError, match=r"revision 'v9' does not exist in Hub "):
+        t2t_vit.from_pretrained("acme/tiny", revision="v9", cache_dir=tmp_path / "cache")
+
+
+def test_truncated_download_is_reported_as_corrupt(hub: FakeHub, tmp_path: Path) -> None:
+    folder = _converted_tiny("tiny_transformer", tmp_path / "t")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    hub.add("acme/broken", folder)
+    with pytest.raises(PretrainedLoadError, match=r"is not a valid safetensors file \(truncated"):
+        t2t_vit.from_pretrained("acme/broken", cache_dir=tmp_path / "cache")
+
+
+def test_push_to_hub_uploads_the_folder_from_pretrained_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import HfApi
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    uploaded = tmp_path / "uploaded"
+
+    def create_repo(self: HfApi, repo_id: str, **kwargs: Any) -> None:
+        calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self: HfApi, **kwargs: Any) -> str:
+        calls.append(("upload_folder", kwargs))
+        shutil.copytree(kwargs["folder_path"], uploaded)
+        return "commit-info"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    model = t2t_vit.from_pretrained(_converted_tiny("tiny_performer", tmp_path / "t"))
+    assert model.push_to_hub("acme/tiny-performer", private=True) == "commit-info"
+    assert calls[0] == (
+        "create_repo",
+        {"repo_id": "acme/tiny-performer", "private": True, "exist_ok": True, "repo_type": "model"},
+    )
+    assert calls[1][1]["repo_id"] == "acme/tiny-performer"
+    assert sorted(p.name for p in uploaded.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    assert "model = t2t_vit.from_pretrained('acme/tiny-performer')" in (
+        (uploaded / "README.md").read_text()
+    )
+    _golden_logits(t2t_vit.from_pretrained(uploaded), "tiny_performer")
+
+
+def test_missing_repo_named_after_a_registry_entry_points_to_its_original(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    with pytest.raises(PretrainedLoadError) as err:
+        t2t_vit.from_pretrained("someone/t2t-vit-t-24.official", cache_dir=tmp_path)
+    assert str(err.value) == (
+        "Hugging Face Hub repository 'someone/t2t-vit-t-24.official' does not exist (or is "
+        "private). To use an original checkpoint instead: download "
+        "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/"
+        "82.6_T2T_ViTt_24.pth.tar, run `t2t-vit convert 82.6_T2T_ViTt_24.pth.tar OUT_DIR` and "
+        "load it with `t2t_vit.from_pretrained('OUT_DIR')`."
+    )
