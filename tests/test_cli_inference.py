@@ -240,7 +240,14 @@ def test_info_prints_architecture_params_macs_and_metrics(
     assert lines[4] == f"params: {params:,} ({params / 1e6:.2f} M)"
     assert lines[5] == f"MACs: {macs:,} ({macs / 1e9:.2f} G)"
     assert lines[-2] == "labels: imagenet-1k"
-    assert lines[-1] == "metrics: none in the config"
+    # The registry's figures for the official T2T-ViT-7 weights, without a download.
+    assert lines[-1] == "metrics: top1=71.7  top5=None  dataset=imagenet-1k"
+    assert lines[1].startswith("source: t2t-vit-7.official from https://github.com/")
+
+    status, out, _ = run(capsys, "info", "t2t-vit-14-wide")
+    assert status == 0
+    assert out.splitlines()[1] == "source: preset (no released weights; randomly initialised)"
+    assert out.splitlines()[-1] == "metrics: none in the config"
 
     model = tiny_model("performer")
     cfg = {**t2t_vit.default_pretrained_cfg((32, 32)), "metrics": {"top1": 71.7, "top5": 90.8}}

@@ -164,8 +164,19 @@ def _info(args: argparse.Namespace) -> int:
         model = load_model(None, args.name)
         source = args.name
     else:
-        model = create_model(args.name)
-        source = "preset (randomly initialised; no weights loaded)"
+        from ..model import T2TViT
+        from ..weights import get_weights
+
+        try:
+            entry = get_weights(args.name)
+        except ValueError:
+            model = create_model(args.name)
+            source = "preset (no released weights; randomly initialised)"
+        else:
+            # The registry knows the weights' architecture and metrics: no download needed.
+            model = T2TViT(**entry.model_args())
+            model.pretrained_cfg = entry.pretrained_cfg()
+            source = f"{entry.name} from {entry.url} (Hub: {entry.hub_repo_id}; not downloaded)"
     cfg = resolve_pretrained_cfg(model)
     config = model.config
     print(f"model: {args.name}")
