@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from fakehub import hub  # noqa: F401  (the fake Hugging Face Hub fixture)
 from safetensors.torch import load_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
