@@ -1,4 +1,5 @@
-"""The README's figures come from measurement: its preset table equals what the code counts."""
+"""The README's figures come from measurement: its preset table equals what the code counts,
+and its quick start runs (the zoo table is checked in test_weights.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from docs_blocks import TINY_ARGS, run_blocks, serve_tiny_pretrained, shape_comments, write_photo
+from fakehub import FakeHub
 
 import t2t_vit
 
@@ -39,10 +42,37 @@ def test_readme_preset_row_matches_measurement(name: str) -> None:
     assert macs == f"{t2t_vit.count_macs(model, 224) / 1e9:.2f}"
 
 
-def test_readme_quick_start_runs() -> None:
+def _quick_start() -> list[str]:
     code = re.search(r"## Quick start\n\n```python\n(.*?)```", README.read_text(), re.S)
     assert code is not None
-    namespace: dict[str, object] = {}
-    exec(compile(code.group(1), "README quick start", "exec"), namespace)
-    assert namespace["logits"].shape == (1, 1000)  # type: ignore[attr-defined]
-    assert namespace["tokens"].shape == (1, 197, 384)  # type: ignore[attr-defined]
+    return [code.group(1)]
+
+
+def test_readme_quick_start_runs_against_the_hub_download(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_photo(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    serve_tiny_pretrained(hub, "t2t-vit-t-14", tmp_path, monkeypatch)
+    ns = run_blocks(_quick_start(), "README quick start", {})
+    repo = t2t_vit.get_weights("t2t-vit-t-14").hub_repo_id
+    assert ("GET", f"/{repo}/resolve/main/model.safetensors") in hub.requests
+    [top5] = ns["predictions"]
+    names = t2t_vit.load_labels("imagenet-1k")
+    assert [p.label for p in top5] == [names[p.class_index] for p in top5]
+    assert len(top5) == 5
+    grid = TINY_ARGS["img_size"] // 16
+    assert ns["tokens"].shape == (1, 1 + grid * grid, TINY_ARGS["embed_dim"])
+
+
+def test_readme_quick_start_shape_comments_hold_for_t2t_vit_t_14(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_photo(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    real = t2t_vit.create_model("t2t-vit-t-14").eval()
+    monkeypatch.setattr(t2t_vit, "from_pretrained", lambda name, **kwargs: real)
+    ns = run_blocks(_quick_start(), "README quick start", {})
+    claimed = shape_comments(_quick_start())
+    assert claimed == {"tokens": (1, 197, 384)}
+    assert tuple(ns["tokens"].shape) == claimed["tokens"]

@@ -166,26 +166,43 @@ def test_hub_org_is_overridable_by_environment(monkeypatch: pytest.MonkeyPatch) 
     assert w.hub_repo_id == "my-mirror/t2t-vit-t-14.mmpretrain"
 
 
-def _docs_table() -> str:
-    text = (ROOT / "docs" / "weights.md").read_text()
+def _embedded_table(path: Path) -> str:
+    text = path.read_text()
     return text.split(ZOO_START, 1)[1].split(ZOO_END, 1)[0]
 
 
-def test_docs_zoo_table_is_the_rendered_registry() -> None:
-    assert _docs_table() == t2t_vit.render_zoo_table()
+@pytest.mark.parametrize("page", ["docs/weights.md", "README.md"])
+def test_embedded_zoo_table_is_the_rendered_registry(page: str) -> None:
+    assert _embedded_table(ROOT / page) == t2t_vit.render_zoo_table()
 
 
 def test_zoo_table_rows_show_the_registry_figures() -> None:
     rows = t2t_vit.render_zoo_table().splitlines()
     assert rows[0] == (
-        "| name | dataset | input | top-1 | top-5 | params (M) | MACs (G) | source | license |"
+        "| name | T2T | dataset | input | top-1 | top-5 | params (M) | MACs (G) | source "
+        "| license | Hub id |"
     )
     assert len(rows) == 2 + len(t2t_vit.WEIGHTS)
     assert rows[5] == (
-        "| `t2t-vit-14.official` (`t2t-vit-14`) | imagenet-1k | 224 | 81.5 | 95.666 | 21.5 | "
-        "4.78 | [official: `81.5_T2T_ViT_14.pth.tar`](https://github.com/yitu-opensource/T2T-ViT/"
-        "releases/download/main/81.5_T2T_ViT_14.pth.tar) | bsd-3-clause-clear |"
+        "| `t2t-vit-14.official` (`t2t-vit-14`) | performer | imagenet-1k | 224 | 81.5 | "
+        "95.666 | 21.5 | 4.78 | [official: `81.5_T2T_ViT_14.pth.tar`](https://github.com/"
+        "yitu-opensource/T2T-ViT/releases/download/main/81.5_T2T_ViT_14.pth.tar) | "
+        "bsd-3-clause-clear | `t2t-vit/t2t-vit-14.official` |"
     )
+    assert rows[-1] == (
+        "| `t2t-vit-t-24.mmpretrain` (`t2t-vit-t-24`) | transformer | imagenet-1k | 224 | "
+        "82.71 | 96.09 | 64.1 | 14.97 | [mmpretrain: `t2t-vit-t-24_8xb64_in1k_20211214-"
+        "b2a68ae3.pth`](https://download.openmmlab.com/mmclassification/v0/t2t-vit/"
+        "t2t-vit-t-24_8xb64_in1k_20211214-b2a68ae3.pth) | apache-2.0 | "
+        "`t2t-vit/t2t-vit-t-24.mmpretrain` |"
+    )
+
+
+def test_zoo_table_hub_ids_ignore_the_environment_org(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T2T_VIT_HUB_ORG", "my-mirror")
+    table = t2t_vit.render_zoo_table()
+    assert "my-mirror" not in table
+    assert table.count("| `t2t-vit/") == len(t2t_vit.WEIGHTS)
 
 
 def test_sync_script_rewrites_a_stale_table(

@@ -308,20 +308,24 @@ def _giga(n: int) -> str:
 def render_zoo_table() -> str:
     """The model zoo as a Markdown table, one row per registered checkpoint.
 
-    `docs/weights.md` embeds it verbatim (a test keeps them equal); regenerate with
-    `python scripts/sync_zoo_table.py`.
+    The Hub ids use the published organisation `HUB_ORG`, not `$T2T_VIT_HUB_ORG`, so the
+    table is the same everywhere. `docs/weights.md` and `README.md` embed it verbatim (a
+    test keeps them equal); regenerate with `python scripts/sync_zoo_table.py`.
     """
     rows = [
-        "| name | dataset | input | top-1 | top-5 | params (M) | MACs (G) | source | license |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| name | T2T | dataset | input | top-1 | top-5 | params (M) | MACs (G) | source "
+        "| license | Hub id |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     defaults = {w.name for w in (_default_for(p) for p in PRESETS) if w is not None}
     for w in _ENTRIES:
         name = f"`{w.name}`" + (f" (`{w.preset}`)" if w.name in defaults else "")
+        kind = PRESETS[w.preset]["tokens_type"]
         top5 = "—" if w.top5 is None else str(w.top5)
         source = f"[{w.source}: `{w.file_name}`]({w.url})"
         rows.append(
-            f"| {name} | {w.labels} | {w.img_size} | {w.top1} | {top5} | "
-            f"{_millions(w.params)} | {_giga(w.macs)} | {source} | {w.license} |"
+            f"| {name} | {kind} | {w.labels} | {w.img_size} | {w.top1} | {top5} | "
+            f"{_millions(w.params)} | {_giga(w.macs)} | {source} | {w.license} | "
+            f"`{HUB_ORG}/{w.name}` |"
         )
     return "\n".join(rows) + "\n"
