@@ -45,6 +45,7 @@ from .weights import (
 )
 
 __version__ = "0.1.0"
+"""The package version."""
 
 __all__ = [
     "DEFAULT_T2T_LAYERS",

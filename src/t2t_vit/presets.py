@@ -12,7 +12,6 @@ __all__ = ["PRESETS", "canonical_name", "create_model", "list_models"]
 _P = "performer"
 _T = "transformer"
 
-#: Preset name -> `T2TViT` keyword arguments, as the official model functions set them.
 PRESETS: dict[str, dict[str, Any]] = {
     "t2t-vit-7": dict(tokens_type=_P, embed_dim=256, depth=7, num_heads=4, mlp_ratio=2.0),
     "t2t-vit-10": dict(tokens_type=_P, embed_dim=256, depth=10, num_heads=4, mlp_ratio=2.0),
@@ -32,6 +31,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         tokens_type=_P, embed_dim=384, depth=14, num_heads=6, mlp_ratio=3.0, img_size=384
     ),
 }
+"""Preset name -> `T2TViT` keyword arguments, as the official model functions set them.
+
+The names are in the order of the paper's tables; `create_model(name)` builds one."""
 
 
 def canonical_name(name: str) -> str:

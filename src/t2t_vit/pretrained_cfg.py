@@ -14,7 +14,9 @@ __all__ = [
 ]
 
 IMAGENET_DEFAULT_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+"""Per-channel RGB mean of ImageNet, on pixel values in [0, 1]."""
 IMAGENET_DEFAULT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+"""Per-channel RGB standard deviation of ImageNet, on pixel values in [0, 1]."""
 
 
 def default_pretrained_cfg(

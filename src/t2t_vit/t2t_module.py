@@ -17,8 +17,8 @@ __all__ = ["DEFAULT_T2T_LAYERS", "TOKENS_TYPES", "T2TModule", "TokensType"]
 TokensType: TypeAlias = Literal["transformer", "performer", "patch"]
 TOKENS_TYPES: tuple[str, ...] = ("transformer", "performer", "patch")
 
-#: The paper's stem: (kernel, stride, padding) of each soft split.
 DEFAULT_T2T_LAYERS: tuple[tuple[int, int, int], ...] = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
+"""The paper's stem: (kernel, stride, padding) of each soft split."""
 
 
 def _check_layers(layers: Sequence[Sequence[int]]) -> tuple[tuple[int, int, int], ...]:

@@ -25,10 +25,10 @@ __all__ = [
     "render_zoo_table",
 ]
 
-#: Default Hugging Face Hub organisation holding the converted weights.
 HUB_ORG = "t2t-vit"
-#: Environment variable that replaces `HUB_ORG` (e.g. for a mirror or a fork's own uploads).
+"""Default Hugging Face Hub organisation holding the converted weights."""
 HUB_ORG_ENV = "T2T_VIT_HUB_ORG"
+"""Environment variable that replaces `HUB_ORG` (e.g. for a mirror or a fork's own uploads)."""
 
 #: Normalisation of the official CIFAR-10/100 transfer-learning code (`transfer_learning.py`).
 CIFAR_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
@@ -240,8 +240,8 @@ _ENTRIES: tuple[PretrainedWeights, ...] = (
                 82.71, 96.09, 64101454, 14967128064, "64.00M", "12.69G"),
 )  # fmt: skip
 
-#: Weight name (`<preset>.<tag>`) -> its registry entry.
 WEIGHTS: dict[str, PretrainedWeights] = {w.name: w for w in _ENTRIES}
+"""Weight name (`<preset>.<tag>`) -> its registry entry, in the order of the model zoo table."""
 
 
 def _default_for(preset: str) -> PretrainedWeights | None:
