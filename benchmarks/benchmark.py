@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import t2t_vit
-from t2t_vit import TokenPerformer, use_fused_attention
+from t2t_vit import T2TModule, TokenPerformer, use_fused_attention
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 MODES = ("inference", "train")
@@ -51,6 +51,8 @@ BASELINE = ("explicit", "fp32")
 
 class OfficialFormPerformer(TokenPerformer):
     """`TokenPerformer` computed as the official code does (same weights, same result).
+
+    Written for this benchmark from the official formulation's math; not its code.
 
     The squared norm is `.repeat`-ed to the feature count before the subtraction, the
     normaliser is `.repeat`-ed to the width before the division, and the products
@@ -72,12 +74,33 @@ class OfficialFormPerformer(TokenPerformer):
         return out
 
 
+class OfficialFormT2TModule(T2TModule):
+    """`T2TModule` with the official data flow between its layers (same result).
+
+    Each soft split is `nn.Unfold` followed by a transpose to tokens, and the
+    tokens are transposed and reshaped back into a `(B, C, h, w)` map before the
+    next split, as the official stem does.
+    """
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        splits = self.soft_splits
+        for split, layer in zip(splits, self.attentions, strict=False):
+            tokens = layer(split(x).transpose(1, 2))
+            side = math.isqrt(tokens.shape[1])
+            x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+        tokens = splits[-1](x).transpose(1, 2)
+        side = math.isqrt(tokens.shape[1])
+        return self.project(tokens), (side, side)
+
+
 def with_official_performer(model: nn.Module) -> nn.Module:
-    """A deep copy of `model` whose Performer layers run the official formulation."""
+    """A deep copy of `model` whose T2T stem runs the official Performer formulation."""
     twin = copy.deepcopy(model)
     for module in twin.modules():
         if type(module) is TokenPerformer:
             module.__class__ = OfficialFormPerformer
+        elif type(module) is T2TModule:
+            module.__class__ = OfficialFormT2TModule
     return twin
 
 
