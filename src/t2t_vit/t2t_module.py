@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, TypeAlias
 
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -43,6 +44,20 @@ def _split_grid(h: int, w: int, layer: tuple[int, int, int]) -> tuple[int, int]:
     """The grid an unfold with (kernel, stride, padding) leaves of an h x w map."""
     kernel, stride, padding = layer
     return (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+
+
+def _soft_split_image(x: Tensor, layer: tuple[int, int, int]) -> Tensor:
+    """`nn.Unfold` as tokens: `(B, C, H, W)` -> `(B, h*w, C*k*k)`, in one copy.
+
+    Values and their `(c, ki, kj)` order are `nn.Unfold`'s; the patches are gathered
+    straight into token-major layout, where unfold-then-transpose writes them twice.
+    Used on the image only: on the narrow, wide-channel maps of the later splits
+    this gather reads with a large stride and is slower than `nn.Unfold`.
+    """
+    kernel, stride, padding = layer
+    x = F.pad(x, (padding, padding, padding, padding))
+    patches = x.unfold(2, kernel, stride).unfold(3, kernel, stride)  # (B, C, h, w, k, k)
+    return patches.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
 
 
 class T2TModule(nn.Module):
@@ -164,9 +179,11 @@ class T2TModule(nn.Module):
             return rearrange(x, "b c h w -> b (h w) c"), (int(h), int(w))
         h, w = int(x.shape[2]), int(x.shape[3])
         splits = self.soft_splits
-        for spec, split, layer in zip(self.layers, splits, self.attentions, strict=False):
+        for i, (spec, split, layer) in enumerate(
+            zip(self.layers, splits, self.attentions, strict=False)
+        ):
             h, w = _split_grid(h, w, spec)
-            tokens = rearrange(split(x), "b c n -> b n c")
+            tokens = _soft_split_image(x, spec) if i == 0 else rearrange(split(x), "b c n -> b n c")
             if self.grad_checkpointing and self.training:
                 tokens = checkpoint(layer, tokens, use_reentrant=False)
             else:

@@ -1,0 +1,119 @@
+"""The benchmark script runs end to end in its quick mode and reports sound figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text()), out, done.stdout
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def test_quick_benchmark_reports_the_machine(
+    quick_result: tuple[dict[str, Any], Path, str],
+) -> None:
+    result, _, _ = quick_result
+    machine = result["machine"]
+    assert machine["torch"] == torch.__version__
+    assert machine["threads"] == 1  # quick mode pins one thread
+    assert machine["cpu_count"] == os.cpu_count()
+    assert isinstance(machine["cpu"], str)
+    assert machine["cpu"]
+    assert result["baseline"] == "explicit/fp32"
+
+
+def test_quick_benchmark_covers_every_variant_with_positive_ratios(
+    quick_result: tuple[dict[str, Any], Path, str],
+) -> None:
+    result, _, _ = quick_result
+    rows = result["throughput"]
+    seen = {(r["model"], r["mode"], r["path"], r["dtype"]) for r in rows}
+    for model in ("t2t-vit-t-14", "t2t-vit-14"):
+        for mode in ("inference", "train"):
+            for dtype in ("fp32", "bf16"):
+                for path in ("fused", "explicit"):
+                    assert (model, mode, path, dtype) in seen
+                assert (("t2t-vit-14", mode, "official-performer", dtype) in seen) is True
+    assert ("t2t-vit-t-14", "inference", "official-performer", "fp32") not in seen
+    for r in rows:
+        assert r["img_size"] == 32
+        assert r["batch"] == 2
+        assert len(r["seconds"]) == 1
+        assert _positive(r["images_per_s"])
+        assert _positive(r["speedup_vs_explicit_fp32"])
+        assert r["images_per_s"] == pytest.approx(2 / r["median_s"])
+        if (r["path"], r["dtype"]) == ("explicit", "fp32"):
+            assert r["speedup_vs_explicit_fp32"] == 1.0
+
+
+def test_quick_benchmark_measures_memory_stem_accuracy_and_kernels(
+    quick_result: tuple[dict[str, Any], Path, str],
+) -> None:
+    result, _, _ = quick_result
+    memory = result["memory"]
+    assert {(m["model"], m["path"]) for m in memory} == {
+        ("t2t-vit-t-14", "fused"),
+        ("t2t-vit-t-14", "explicit"),
+        ("t2t-vit-14", "fused"),
+        ("t2t-vit-14", "explicit"),
+        ("t2t-vit-14", "official-performer"),
+    }
+    for m in memory:
+        assert _positive(m["peak_mib"])
+        assert _positive(m["fraction_of_explicit_fp32"])
+    groups = {tuple(g["key"]): g for g in result["groups"]}
+    stem = groups[("t2t-vit-14", 32, 2, "inference", False)]["stem"]
+    assert set(stem) == {"fp32", "bf16"}
+    assert all(_positive(s["speedup"]) for s in stem.values())
+    assert "stem" not in groups[("t2t-vit-t-14", 32, 2, "inference", False)]
+    for key in (
+        ("t2t-vit-t-14", 32, 2, "inference", False),
+        ("t2t-vit-14", 32, 2, "inference", False),
+    ):
+        accuracy = groups[key]["accuracy"]
+        assert accuracy["fused_vs_explicit_fp32_max_abs"] < 1e-5
+        assert 0 < accuracy["bf16_vs_fp32_max_abs"] < 0.05
+        # The fused forward dispatches to SDPA's CPU flash kernel in both precisions.
+        for kernels in groups[key]["sdpa_backends"].values():
+            assert kernels == ["aten::_scaled_dot_product_flash_attention_for_cpu"]
+
+
+def test_quick_benchmark_writes_table_and_plot(
+    quick_result: tuple[dict[str, Any], Path, str],
+) -> None:
+    result, out, stdout = quick_result
+    table = (out / "results.md").read_text()
+    assert table in stdout
+    assert "| t2t-vit-14 | 32 | 2 | inference | no | official-performer | fp32 |" in table
+    assert result["plot"] == "results.png"
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The quick configuration covers none of the 224px targets.
+    assert result["targets"] == []
