@@ -17,6 +17,7 @@ from .pretrained_cfg import (
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule
 from .token_performer import TokenPerformer
 from .token_transformer import TokenAttention, TokenTransformer
+from .training import cosine_with_warmup, layer_id, param_groups_layer_decay
 
 __version__ = "0.1.0"
 
@@ -39,13 +40,16 @@ __all__ = [
     "canonical_name",
     "check_state_dict",
     "convert_state_dict",
+    "cosine_with_warmup",
     "count_macs",
     "count_params",
     "create_model",
     "default_pretrained_cfg",
     "from_pretrained",
     "get_sinusoid_encoding",
+    "layer_id",
     "list_models",
+    "param_groups_layer_decay",
     "record_attention",
     "resample_pos_embed",
     "resolve_pretrained_cfg",
