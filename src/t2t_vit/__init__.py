@@ -27,6 +27,7 @@ from .pretrained_cfg import (
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule
 from .token_performer import TokenPerformer
 from .token_transformer import TokenAttention, TokenTransformer
+from .training import cosine_with_warmup, layer_id, param_groups_layer_decay
 from .visualize import (
     AttentionMaps,
     attention_rollout,
@@ -79,6 +80,7 @@ __all__ = [
     "check_state_dict",
     "convert_checkpoint",
     "convert_state_dict",
+    "cosine_with_warmup",
     "count_macs",
     "count_params",
     "create_model",
@@ -89,12 +91,14 @@ __all__ = [
     "get_weights",
     "imagenet_wnids",
     "infer_model_args",
+    "layer_id",
     "list_models",
     "list_pretrained",
     "load_checkpoint",
     "load_image",
     "load_labels",
     "overlay_map",
+    "param_groups_layer_decay",
     "predict",
     "preprocess",
     "push_to_hub",

@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .block import Block
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
-from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType
+from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType, _check_layers
 
 __all__ = ["T2TViT"]
 
@@ -82,7 +82,7 @@ class T2TViT(nn.Module):
             "attn_drop_rate": attn_drop_rate,
             "drop_path_rate": drop_path_rate,
             "token_dim": token_dim,
-            "t2t_layers": [list(layer) for layer in t2t_layers],
+            "t2t_layers": [list(layer) for layer in _check_layers(t2t_layers)],
             "dynamic_img_size": dynamic_img_size,
         }
         self.num_classes = num_classes
@@ -100,9 +100,11 @@ class T2TViT(nn.Module):
         )
         self.grid = self.tokens_to_token.output_grid(*self.img_size)
         if min(self.grid) < 1:
+            side = self.tokens_to_token.min_input_size()
             raise ValueError(
-                f"img_size {self.img_size} is too small for the T2T stem; the smallest it takes "
-                f"is {self.tokens_to_token.min_input_size()}"
+                f"img_size {self.img_size} is too small for the T2T stem (layers "
+                f"{self.tokens_to_token.layers}); each side must be at least {side}, the "
+                f"smallest it takes is {side}x{side}"
             )
         num_patches = self.grid[0] * self.grid[1]
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))

@@ -22,22 +22,31 @@ DEFAULT_T2T_LAYERS: tuple[tuple[int, int, int], ...] = ((7, 4, 2), (3, 2, 1), (3
 """The paper's stem: (kernel, stride, padding) of each soft split."""
 
 
+_LAYERS_FORM = (
+    "a non-empty sequence of (kernel, stride, padding) integer triples with kernel >= 1, "
+    "stride >= 1, padding >= 0, e.g. ((7, 4, 2), (3, 2, 1), (3, 2, 1))"
+)
+
+
+def _is_triple(layer: object) -> bool:
+    if not isinstance(layer, Sequence) or isinstance(layer, str) or len(layer) != 3:
+        return False
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in layer):
+        return False
+    kernel, stride, padding = layer
+    return bool(kernel >= 1 and stride >= 1 and padding >= 0)
+
+
 def _check_layers(layers: Sequence[Sequence[int]]) -> tuple[tuple[int, int, int], ...]:
-    spec = tuple(tuple(layer) for layer in layers)
-    ok = len(spec) >= 1 and all(
-        len(layer) == 3
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in layer)
-        and layer[0] >= 1
-        and layer[1] >= 1
-        and layer[2] >= 0
-        for layer in spec
-    )
-    if not ok:
-        raise ValueError(
-            f"layers must be a non-empty sequence of (kernel, stride, padding) integer "
-            f"triples with kernel >= 1, stride >= 1, padding >= 0; got {layers!r}"
-        )
-    return spec  # type: ignore[return-value]
+    if not isinstance(layers, Sequence) or isinstance(layers, str) or len(layers) == 0:
+        raise ValueError(f"layers must be {_LAYERS_FORM}; got {layers!r}")
+    for i, layer in enumerate(layers):
+        if not _is_triple(layer):
+            hint = ""
+            if len(layers) == 3 and all(isinstance(v, int) for v in layers):
+                hint = f" (for one soft split write ({tuple(layers)!r},))"
+            raise ValueError(f"layers must be {_LAYERS_FORM}; entry {i} is {layer!r}{hint}")
+    return tuple((int(k), int(s), int(p)) for k, s, p in layers)
 
 
 def _split_grid(h: int, w: int, layer: tuple[int, int, int]) -> tuple[int, int]:
@@ -126,6 +135,8 @@ class T2TModule(nn.Module):
     @property
     def attentions(self) -> list[nn.Module]:
         """The T2T layers in order (empty for the patch stem)."""
+        if self.tokens_type == "patch":
+            return []
         return [getattr(self, f"attention{i + 1}") for i in range(len(self.layers) - 1)]
 
     def output_grid(self, height: int, width: int) -> tuple[int, int]:
@@ -165,10 +176,17 @@ class T2TModule(nn.Module):
             )
         height, width = int(x.shape[2]), int(x.shape[3])
         if min(self._grids(height, width)) < 1:
+            side = self.min_input_size()
+            short = " and ".join(
+                f"{name} {value}"
+                for name, value in (("height", height), ("width", width))
+                if value < side
+            )
             raise ValueError(
                 f"input of {height}x{width} is too small for this T2T stem "
-                f"(layers {self.layers}); the smallest it takes is "
-                f"{self.min_input_size()}x{self.min_input_size()} (input shape {tuple(x.shape)})"
+                f"(tokens_type {self.tokens_type!r}, layers {self.layers}): its {short} "
+                f"leaves no token; each side must be at least {side}, the smallest it takes "
+                f"is {side}x{side} (input shape {tuple(x.shape)})"
             )
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:

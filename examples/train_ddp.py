@@ -1,0 +1,272 @@
+"""Fine-tune a T2T-ViT on an ImageFolder tree with DistributedDataParallel.
+
+    torchrun --nproc_per_node=4 examples/train_ddp.py --data DIR --model t2t-vit-14 \\
+        --pretrained path/to/saved_model --epochs 10 --batch-size 64 --amp bf16
+
+`DIR` holds one folder per class (`DIR/cat/*.jpg`, `DIR/dog/*.png`, ...);
+`--val-data` may name a second such tree for accuracy after each epoch. The
+loop is a plain one: AdamW on layer-wise lr-decay groups, a cosine schedule with
+warm-up, a `DistributedSampler`, optional bf16 autocast and gradient
+checkpointing, and a checkpoint written by rank 0 after every epoch. It runs on
+CPUs (gloo) as well as GPUs (nccl); without `torchrun` it trains in one process.
+`--model tiny` is a 32-wide, 2-block model for smoke tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+import t2t_vit
+from t2t_vit import T2TViT, cosine_with_warmup, param_groups_layer_decay
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+TINY = dict(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, token_dim=8)
+
+
+class ImageFolder(Dataset[tuple[Tensor, int]]):
+    """`root/<class>/<image>` files as `(3, size, size)` float tensors and class indices.
+
+    Images are read with Pillow, converted to RGB and resized to `size x size`
+    (bicubic), then normalised; with `train=True` they are also flipped at random.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        train: bool,
+        classes: list[str] | None = None,
+    ) -> None:
+        root = Path(root)
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        self.classes = classes if classes is not None else found
+        if not self.classes:
+            raise SystemExit(f"no class folders under {root!s}; expected {root}/<class>/<image>")
+        self.samples = [
+            (path, index)
+            for index, name in enumerate(self.classes)
+            for path in sorted((root / name).glob("*"))
+            if path.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not self.samples:
+            raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root!s}")
+        self.size, self.train = size, train
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        try:
+            from PIL import Image
+        except ImportError as err:
+            raise SystemExit('reading images needs Pillow: pip install "t2t-vit[image]"') from err
+        path, label = self.samples[i]
+        with Image.open(path) as img:
+            img = img.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)
+            data = bytearray(img.tobytes())
+        x = torch.frombuffer(data, dtype=torch.uint8).view(self.size, self.size, 3)
+        x = x.permute(2, 0, 1).float() / 255.0
+        if self.train and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return (x - self.mean) / self.std, label
+
+
+def build_model(args: argparse.Namespace, num_classes: int) -> T2TViT:
+    """A preset (optionally with weights saved by `save_pretrained`) or the tiny config."""
+    if args.pretrained:
+        model = t2t_vit.from_pretrained(args.pretrained)
+        model.reset_classifier(num_classes)
+        return model
+    if args.model == "tiny":
+        return T2TViT(
+            img_size=args.img_size,
+            num_classes=num_classes,
+            tokens_type=args.tokens_type,
+            drop_path_rate=args.drop_path,
+            **TINY,
+        )
+    return t2t_vit.create_model(
+        args.model, num_classes=num_classes, img_size=args.img_size, drop_path_rate=args.drop_path
+    )
+
+
+def setup() -> tuple[int, int, torch.device]:
+    """Join the torchrun process group if there is one: (rank, world size, device)."""
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        local = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        device = torch.device("cuda", local)
+    else:
+        dist.init_process_group("gloo")
+        device = torch.device("cpu")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    if not dist.is_initialized():
+        return value
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t)
+    return t.item() / dist.get_world_size()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader[Any], device: torch.device) -> float:
+    model.eval()
+    counts = torch.zeros(2, device=device)
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        counts += torch.stack(
+            [(model(x).argmax(-1) == y).sum(), torch.tensor(len(y), device=device)]
+        )
+    if dist.is_initialized():
+        dist.all_reduce(counts)
+    return (counts[0] / counts[1]).item()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="training ImageFolder root")
+    p.add_argument("--val-data", help="validation ImageFolder root (same class folders)")
+    p.add_argument("--model", default="t2t-vit-7", help="preset name or 'tiny'")
+    p.add_argument("--tokens-type", default="performer", help="stem of --model tiny")
+    p.add_argument("--pretrained", help="a directory written by t2t_vit.save_pretrained")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: off)")
+    p.add_argument("--batch-size", type=int, default=64, help="per process")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of the head")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--layer-decay", type=float, default=0.75)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--drop-path", type=float, default=0.1)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--amp", choices=["none", "bf16"], default="none")
+    p.add_argument("--grad-checkpointing", action="store_true")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--output", default="output", help="checkpoint directory (rank 0 writes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10)
+    args = p.parse_args(argv)
+
+    rank, world, device = setup()
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    mean, std = t2t_vit.IMAGENET_DEFAULT_MEAN, t2t_vit.IMAGENET_DEFAULT_STD
+    train_set = ImageFolder(args.data, args.img_size, mean, std, train=True)
+    model = build_model(args, len(train_set.classes)).to(device)
+    model.set_grad_checkpointing(args.grad_checkpointing)
+    ddp = DistributedDataParallel(model) if world > 1 else model
+
+    sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed)
+    loader = DataLoader(
+        train_set,
+        args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,
+        drop_last=len(train_set) >= args.batch_size * world,
+    )
+    val_loader = None
+    if args.val_data:
+        val_set = ImageFolder(
+            args.val_data, args.img_size, mean, std, train=False, classes=train_set.classes
+        )
+        val_loader = DataLoader(
+            val_set,
+            args.batch_size,
+            num_workers=args.workers,
+            sampler=DistributedSampler(val_set, world, rank, shuffle=False),
+        )
+
+    lr = args.lr
+    optimizer = torch.optim.AdamW(
+        param_groups_layer_decay(
+            model, weight_decay=args.weight_decay, layer_decay=args.layer_decay, lr=lr
+        )
+    )
+    steps_per_epoch = len(loader)
+    total = args.epochs * steps_per_epoch
+    if args.max_steps:
+        total = min(total, args.max_steps)
+    warmup = min(total, math.ceil(args.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: cosine_with_warmup(s, total, warmup)
+    )
+    if rank == 0:
+        print(
+            f"world_size={world} device={device} images={len(train_set)} "
+            f"classes={len(train_set.classes)} steps={total} lr={lr:.3g}",
+            flush=True,
+        )
+
+    output = Path(args.output)
+    step, start = 0, time.perf_counter()
+    for epoch in range(args.epochs):
+        sampler.set_epoch(epoch)
+        ddp.train()
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+                loss = F.cross_entropy(ddp(x), y, label_smoothing=args.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if step % args.log_every == 0 or step == 1 or step == total:
+                mean_loss = mean_over_ranks(loss.item(), device)
+                if rank == 0:
+                    print(
+                        f"epoch {epoch} step {step}/{total} loss {mean_loss:.4f} "
+                        f"lr {optimizer.param_groups[-1]['lr']:.3e} "
+                        f"{time.perf_counter() - start:.1f}s",
+                        flush=True,
+                    )
+            if step >= total:
+                break
+        if val_loader is not None:
+            acc = evaluate(ddp, val_loader, device)
+            if rank == 0:
+                print(f"epoch {epoch} val accuracy {acc:.4f}", flush=True)
+        if rank == 0:
+            output.mkdir(parents=True, exist_ok=True)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "config": model.config,
+                    "classes": train_set.classes,
+                },
+                output / "checkpoint.pt",
+            )
+            print(f"saved {output / 'checkpoint.pt'} (epoch {epoch}, step {step})", flush=True)
+        if step >= total:
+            break
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

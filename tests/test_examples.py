@@ -1,0 +1,126 @@
+"""The examples run end to end with small settings (CI smoke runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from t2t_vit import T2TViT
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def _run(args: list[str], tmp_path: Path, timeout: int = 180) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_train_digits_quick_mode_reports_both_stems(tmp_path: Path) -> None:
+    out = _run(
+        [str(EXAMPLES / "train_digits.py"), "--epochs", "3", "--json", "results.json"],
+        tmp_path,
+    )
+    pattern = (
+        r"RESULT stem=(\w+) accuracy=([\d.]+) seconds=([\d.]+) cpu_seconds=[\d.]+ "
+        r"params=(\d+) epochs=3 threads=2"
+    )
+    found = re.findall(pattern, out)
+    assert [f[0] for f in found] == ["transformer", "patch"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [r["stem"] for r in saved] == ["transformer", "patch"]
+    for (_, acc, seconds, params), record in zip(found, saved, strict=True):
+        assert float(acc) == round(record["accuracy"], 4)
+        assert int(params) == record["params"]
+        assert record["test_images"] == 450
+        assert float(seconds) > 0
+        # Three epochs already beat chance (0.1) by far on both stems.
+        assert record["accuracy"] > 0.3
+    # The same backbone: only the stems differ in size.
+    assert saved[0]["params"] != saved[1]["params"]
+
+
+def test_custom_backbone_example_trains_both_backbones(tmp_path: Path) -> None:
+    out = _run(
+        [str(EXAMPLES / "custom_backbone.py"), "--steps", "4", "--height", "32", "--width", "48"],
+        tmp_path,
+    )
+    lines = re.findall(
+        r"(T2TEncoder|T2TConvNet): 32x48 input -> 2x3 tokens; loss ([\d.]+) -> ([\d.]+) in 4 steps",
+        out,
+    )
+    assert [name for name, _, _ in lines] == ["T2TEncoder", "T2TConvNet"]
+    for _, first, last in lines:
+        assert float(last) < float(first)
+
+
+def test_train_ddp_example_under_torchrun_saves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    from PIL import Image
+
+    data = tmp_path / "data"
+    g = torch.Generator().manual_seed(0)
+    for name, colour in (("blue", (30, 30, 200)), ("red", (200, 30, 30))):
+        (data / name).mkdir(parents=True)
+        for i in range(6):
+            noise = torch.randint(-20, 21, (3,), generator=g).tolist()
+            pixel = tuple(c + n for c, n in zip(colour, noise, strict=True))
+            Image.new("RGB", (40, 36), pixel).save(data / name / f"{i}.png")
+    out = _run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(EXAMPLES / "train_ddp.py"),
+            "--data",
+            str(data),
+            "--val-data",
+            str(data),
+            "--model",
+            "tiny",
+            "--img-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "3",
+            "--lr",
+            "3e-3",
+            "--workers",
+            "0",
+            "--log-every",
+            "1",
+            "--output",
+            "ckpt",
+        ],
+        tmp_path,
+    )
+    assert "world_size=2 device=cpu images=12 classes=2 steps=4 lr=0.003" in out
+    steps = re.findall(r"epoch (\d) step (\d)/4 loss ([\d.]+) lr ", out)
+    assert [(e, s) for e, s, _ in steps] == [("0", "1"), ("0", "2"), ("1", "3"), ("1", "4")]
+    assert all(0.0 < float(loss) < 5.0 for _, _, loss in steps)
+    assert re.findall(r"epoch (\d) val accuracy ([\d.]+)", out)[-1][0] == "1"
+    assert "saved ckpt/checkpoint.pt (epoch 1, step 4)" in out
+    ckpt = torch.load(tmp_path / "ckpt" / "checkpoint.pt", weights_only=False)
+    assert ckpt["classes"] == ["blue", "red"]
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 4)
+    model = T2TViT(**ckpt["config"])
+    model.load_state_dict(ckpt["model"])  # strict: every key and shape matches
+    assert model.num_classes == 2
+    assert len(ckpt["optimizer"]["param_groups"]) == 8  # 4 layer ids x decay / no decay
