@@ -137,3 +137,10 @@ def test_convert_state_dict_lists_mismatched_keys_and_shapes() -> None:
 def test_convert_state_dict_rejects_unknown_source() -> None:
     with pytest.raises(ValueError, match="unknown checkpoint source 'caffe'"):
         t2t_vit.convert_state_dict({"a": torch.zeros(1)}, source="caffe")
+
+
+def test_split_grids_follow_the_unfold_arithmetic_per_split() -> None:
+    stem = T2TModule(in_chans=3, embed_dim=32, token_dim=16, tokens_type="transformer")
+    assert stem.split_grids(224, 320) == [(56, 80), (28, 40), (14, 20)]
+    patch = T2TModule(in_chans=3, embed_dim=32, tokens_type="patch")
+    assert patch.split_grids(224, 320) == [(14, 20)]

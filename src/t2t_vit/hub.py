@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .convert import check_state_dict
-from .model import T2TViT
+from .model import T2TViT, _pair
 from .pos_embed import resample_pos_embed
 from .pretrained_cfg import resolve_pretrained_cfg
 
@@ -443,9 +443,3 @@ def from_pretrained(
     model.pretrained_cfg = cfg or resolve_pretrained_cfg(model)
     model.to(device=target, dtype=dtype)
     return model.eval()
-
-
-def _pair(size: Any) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    return int(size[0]), int(size[1])

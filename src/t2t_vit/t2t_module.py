@@ -141,26 +141,28 @@ class T2TModule(nn.Module):
 
     def output_grid(self, height: int, width: int) -> tuple[int, int]:
         """The token grid `(h, w)` for an `height x width` input, without running."""
-        sides = self._grids(height, width)
-        return sides[-2], sides[-1]
+        return self.split_grids(height, width)[-1]
 
     def min_input_size(self) -> int:
         """The smallest side length that leaves at least one token on every split."""
         size = 1
-        while min(self._grids(size, size)) < 1:
+        while not self._fits(size, size):
             size += 1
         return size
 
-    def _grids(self, height: int, width: int) -> list[int]:
-        """Grid sides after each split: [h1, w1, h2, w2, ...]."""
+    def split_grids(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The grid `(h, w)` after each soft split (one entry for the patch stem)."""
         if self.tokens_type == "patch":
-            return [height // self.patch_size, width // self.patch_size]
-        sides = []
+            return [(height // self.patch_size, width // self.patch_size)]
+        grids = []
         h, w = height, width
         for layer in self.layers:
             h, w = _split_grid(h, w, layer)
-            sides += [h, w]
-        return sides
+            grids.append((h, w))
+        return grids
+
+    def _fits(self, height: int, width: int) -> bool:
+        return all(h >= 1 and w >= 1 for h, w in self.split_grids(height, width))
 
     def check_input(self, x: Tensor) -> None:
         """Raise `ValueError` unless `x` is `(B, in_chans, H, W)` and large enough."""
@@ -175,7 +177,7 @@ class T2TModule(nn.Module):
                 f"(input shape {tuple(x.shape)})"
             )
         height, width = int(x.shape[2]), int(x.shape[3])
-        if min(self._grids(height, width)) < 1:
+        if not self._fits(height, width):
             side = self.min_input_size()
             short = " and ".join(
                 f"{name} {value}"

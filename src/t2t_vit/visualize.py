@@ -84,16 +84,6 @@ class AttentionMaps:
         return rearrange(row, "b (h w) -> b h w", h=h, w=w)
 
 
-def _split_grids(model: T2TViT, height: int, width: int) -> list[tuple[int, int]]:
-    grids = []
-    h, w = height, width
-    for kernel, stride, padding in model.tokens_to_token.layers:
-        h = (h + 2 * padding - kernel) // stride + 1
-        w = (w + 2 * padding - kernel) // stride + 1
-        grids.append((h, w))
-    return grids
-
-
 def record_attention_maps(model: nn.Module, x: Tensor) -> AttentionMaps:
     """Run `model` once on a preprocessed batch `(B, C, H, W)` and keep its attention.
 
@@ -117,7 +107,7 @@ def record_attention_maps(model: nn.Module, x: Tensor) -> AttentionMaps:
     t2t_maps: list[Tensor] = []
     t2t_grids: list[tuple[int, int]] = []
     if stem.tokens_type == "transformer":
-        grids = _split_grids(model, height, width)
+        grids = stem.split_grids(height, width)
         for k in range(len(stem.layers) - 1):
             t2t_maps.append(records[f"tokens_to_token.attention{k + 1}.attn"][0])
             t2t_grids.append(grids[k])
