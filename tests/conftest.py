@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 import torch
-from fakehub import hub  # noqa: F401  (the fake Hugging Face Hub fixture)
+from checkpoints import official_checkpoint, to_bytes
+from fakehub import (  # noqa: F401  (fixtures)
+    hub,
+    no_hub,
+    quiet_hub_client,
+    refusing_url,
+    releases,
+    silent_url,
+)
 from safetensors.torch import load_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,6 +51,41 @@ def recipe_state_dict(shapes: dict[str, list[int]], seed: int) -> dict[str, torc
     return state_dict
 
 
+@pytest.fixture(scope="session")
+def t7_state() -> dict[str, torch.Tensor]:
+    """T2T-ViT-7 weights made by the fixtures' recipe (seed 7)."""
+    return recipe_state_dict(OFFICIAL_PRESETS["t2t_vit_7"]["state_dict_shapes"], seed=7)
+
+
+@pytest.fixture(scope="session")
+def t7_file(t7_state: dict[str, torch.Tensor]) -> bytes:
+    """T2T-ViT-7 as the official trainer saved it: weights under `module.`, args pickled.
+    (The raw and EMA weights share storage, which torch.save writes once.)"""
+    return to_bytes(official_checkpoint(t7_state, t7_state))
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> None:
+    """No test reaches a real server or writes to the user's caches: the Hub and the release
+    mirror point at a refusing loopback port (fixtures such as `hub` and `releases` point
+    them elsewhere), and the caches live in a temporary folder."""
+    home = tmp_path_factory.mktemp("home")
+    refusing: str = request.getfixturevalue("refusing_url")
+    quiet_hub_client(monkeypatch, refusing)
+    monkeypatch.setenv("T2T_VIT_RELEASE_MIRROR", refusing + "/releases")
+    monkeypatch.setenv("T2T_VIT_CACHE", str(home / "t2t-vit"))
+    monkeypatch.setenv("HF_HOME", str(home / "huggingface"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "huggingface" / "hub"))
+    # huggingface_hub read HF_HUB_CACHE at import; its download code reads the constant.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "huggingface" / "hub"))

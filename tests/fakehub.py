@@ -1,15 +1,25 @@
-"""A small Hugging Face Hub-compatible server on 127.0.0.1 for tests of the real download path.
+"""Small servers on 127.0.0.1 for tests of the real download paths.
 
-`FakeHub` holds repositories in memory; the `hub` fixture (registered in conftest.py) serves
-them over HTTP and points huggingface_hub at it through `HF_ENDPOINT`.
+- `FakeHub` holds Hub repositories in memory; the `hub` fixture serves them over HTTP and
+  points huggingface_hub at it through `HF_ENDPOINT`.
+- `ReleaseServer` serves original checkpoint files as GitHub serves release assets (a 302 to
+  a storage path, range requests) and can fail on purpose; the `releases` fixture points
+  `T2T_VIT_RELEASE_MIRROR` at it.
+- `refusing_url` is an address where connections are refused, `silent_url` one that accepts
+  connections and never answers; `no_hub` points `HF_ENDPOINT` at the refusing one.
+
+The fixtures are registered in conftest.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import socket
+import struct
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,6 +38,8 @@ class FakeHub:
         self.commits: dict[str, dict[str, dict[str, bytes]]] = {}
         self.requests: list[tuple[str, str]] = []
         self.url = ""
+        #: When set, every request is answered with this HTTP status (a server fault).
+        self.status: int | None = None
 
     def add(self, repo_id: str, folder: Path, branch: str = "main") -> str:
         """Commit the files of `folder` to `branch`; returns the commit hash."""
@@ -43,6 +55,8 @@ class FakeHub:
 
     def answer(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
         self.requests.append((method, path))
+        if self.status is not None:
+            return self.status, {}, b""
         match = _RESOLVE.match(path)
         if match is None:
             return 404, {}, b""
@@ -65,10 +79,21 @@ class FakeHub:
         return 200, headers, data
 
 
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+def quiet_hub_client(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Point huggingface_hub at `endpoint`, online, without telemetry or progress bars."""
     from huggingface_hub import constants
 
+    # huggingface_hub reads these once at import; the library reads HF_ENDPOINT and
+    # HF_HUB_OFFLINE per call. Telemetry off: it would look up a registry on huggingface.co.
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     fake = FakeHub()
 
     class Handler(BaseHTTPRequestHandler):
@@ -96,15 +121,142 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    # huggingface_hub reads these once at import; the library reads HF_ENDPOINT and
-    # HF_HUB_OFFLINE per call. Telemetry off: it would look up a registry on huggingface.co.
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    quiet_hub_client(monkeypatch, fake.url)
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- original release files -------------------------------------------------------------------
+
+RELEASE_PATH = "/releases/download/main"
+STORAGE_PATH = "/storage"
+
+
+@dataclass
+class ReleaseServer:
+    """Files by name, served under `RELEASE_PATH` with a 302 to `STORAGE_PATH` (as GitHub
+    does), with range requests. `fail[name]` makes a file's next requests fail: an HTTP status,
+    `"reset"` (the connection is reset) or `("cut", n)` (the body stops after n bytes)."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    fail: dict[str, int | str | tuple[str, int]] = field(default_factory=dict)
+    #: (method, path, Range header or "") of every request, in order.
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    url: str = ""
+    #: The converted-originals cache that `T2T_VIT_CACHE` points at.
+    cache: Path = Path()
+
+    @property
+    def mirror(self) -> str:
+        """The base URL that `T2T_VIT_RELEASE_MIRROR` takes."""
+        return self.url + RELEASE_PATH
+
+    def gets(self, name: str) -> int:
+        """Requests for the file's bytes (after the redirect)."""
+        return sum(1 for _, p, _ in self.requests if p == f"{STORAGE_PATH}/{name}")
+
+
+def _serve_release(fake: ReleaseServer, handler: BaseHTTPRequestHandler) -> None:
+    path = unquote(handler.path.split("?", 1)[0])
+    fake.requests.append((handler.command, path, handler.headers.get("Range", "")))
+    name = path.rsplit("/", 1)[-1]
+    if path.startswith(RELEASE_PATH + "/") and name in fake.files:
+        handler.send_response(302)
+        handler.send_header("Location", f"{STORAGE_PATH}/{name}?token=signed")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return
+    if not path.startswith(STORAGE_PATH + "/") or name not in fake.files:
+        handler.send_error(404)
+        return
+    failure = fake.fail.get(name)
+    if isinstance(failure, int):
+        handler.send_error(failure)
+        return
+    if failure == "reset":
+        # SO_LINGER 0: close() sends a reset instead of a clean end of stream.
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
+        handler.close_connection = True
+        return
+    data = fake.files[name]
+    start = 0
+    ranged = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range", ""))
+    if ranged:
+        start = int(ranged[1])
+        if start >= len(data):
+            handler.send_error(416)
+            return
+        handler.send_response(206)
+        handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+    else:
+        handler.send_response(200)
+    handler.send_header("Content-Length", str(len(data) - start))
+    handler.send_header("Content-Type", "application/octet-stream")
+    handler.end_headers()
+    body = data[start:]
+    if isinstance(failure, tuple):
+        body = body[: failure[1]]
+        handler.close_connection = True
+    handler.wfile.write(body)
+
+
+@pytest.fixture
+def releases(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ReleaseServer]:
+    """A release server that `T2T_VIT_RELEASE_MIRROR` points at, and a cache in tmp_path."""
+    fake = ReleaseServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            _serve_release(fake, self)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("T2T_VIT_RELEASE_MIRROR", fake.mirror)
+    fake.cache = tmp_path / "t2t-vit-cache"
+    monkeypatch.setenv("T2T_VIT_CACHE", str(fake.cache))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         yield fake
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    """An address on 127.0.0.1 that refuses connections: a port bound but not listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """An address on 127.0.0.1 that accepts connections (into its backlog) and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def no_hub(monkeypatch: pytest.MonkeyPatch, refusing_url: str) -> str:
+    """huggingface_hub pointed at an address that refuses connections."""
+    quiet_hub_client(monkeypatch, refusing_url)
+    return refusing_url

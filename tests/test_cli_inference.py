@@ -250,7 +250,10 @@ def test_info_prints_architecture_params_macs_and_metrics(
     assert out.splitlines()[-1] == "metrics: none in the config"
 
     model = tiny_model("performer")
-    cfg = {**t2t_vit.default_pretrained_cfg((32, 32)), "metrics": {"top1": 71.7, "top5": 90.8}}
+    cfg = {
+        **t2t_vit.default_pretrained_cfg((32, 32), num_classes=model.num_classes),
+        "metrics": {"top1": 71.7, "top5": 90.8},
+    }
     weights = t2t_vit.save_pretrained(model, tmp_path / "w", pretrained_cfg=cfg)
     status, out, _ = run(capsys, "info", str(weights))
     assert status == 0

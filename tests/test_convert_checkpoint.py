@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from checkpoints import official_checkpoint, to_mmpretrain
 from conftest import FIXTURES, OFFICIAL_PRESETS, TINY_ATOL, load_tensors
 from safetensors import safe_open
 
@@ -27,31 +26,6 @@ class Foreign:
 def _shape_only(shapes: dict[str, list[int]], fill: float = 0.0) -> dict[str, torch.Tensor]:
     # Stride-0 views: full-size shapes at the cost of one element each.
     return {k: torch.tensor(fill).expand(s) for k, s in shapes.items()}
-
-
-def _to_mmpretrain(key: str) -> str:
-    """Official key -> mmpretrain key (the inverse of the converter's mapping)."""
-    if key.startswith("head."):
-        return "head.layers." + key
-    key = re.sub(r"^blocks\.(\d+)\.", r"encoder.\1.", key)
-    for old, new in ((".norm1.", ".ln1."), (".norm2.", ".ln2."), (".mlp.fc1.", ".ffn.layers.0.0."),
-                     (".mlp.fc2.", ".ffn.layers.1.")):  # fmt: skip
-        key = key.replace(old, new)
-    return "backbone." + key
-
-
-def _official_checkpoint(state: dict[str, torch.Tensor], ema: dict[str, torch.Tensor]) -> dict:
-    """The layout timm 0.3.4's CheckpointSaver writes, as the official training does."""
-    return {
-        "epoch": 309,
-        "arch": "t2t_vit_14",
-        "state_dict": {"module." + k: v for k, v in state.items()},
-        "optimizer": {"state": {}, "param_groups": [{"lr": 1e-5, "params": [0, 1]}]},
-        "version": 2,
-        "args": argparse.Namespace(model="t2t_vit_14", lr=1e-3, img_size=224, model_ema=True),
-        "state_dict_ema": {"module." + k: v for k, v in ema.items()},
-        "metric": 81.5,
-    }
 
 
 def _convert(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -84,7 +58,7 @@ def test_official_checkpoint_converts_from_ema_weights_with_inferred_preset(
 ) -> None:
     shapes = OFFICIAL_PRESETS["t2t_vit_14"]["state_dict_shapes"]
     ckpt = tmp_path / "my_t2t_vit_14.pth.tar"
-    torch.save(_official_checkpoint(_shape_only(shapes, 0.0), _shape_only(shapes, 0.5)), ckpt)
+    torch.save(official_checkpoint(_shape_only(shapes, 0.0), _shape_only(shapes, 0.5)), ckpt)
     status, out, err = _convert(str(ckpt), str(tmp_path / "out"), capsys=capsys)
     assert (status, err) == (0, "")
     folder = tmp_path / "out"
@@ -125,7 +99,7 @@ def test_mmpretrain_checkpoint_maps_every_key_and_takes_registry_metadata(
     shapes = OFFICIAL_PRESETS["t2t_vit_t_14"]["state_dict_shapes"]
     # A distinct value per key proves each mmpretrain key lands on its official name.
     value = {k: float(i) for i, k in enumerate(sorted(shapes))}
-    state = {_to_mmpretrain(k): torch.tensor(value[k]).expand(s) for k, s in shapes.items()}
+    state = {to_mmpretrain(k): torch.tensor(value[k]).expand(s) for k, s in shapes.items()}
     assert "backbone.encoder.13.ffn.layers.0.0.weight" in state
     assert "head.layers.head.bias" in state
     ckpt = tmp_path / "t2t-vit-t-14_8xb64_in1k_20211220-f7378dd5.pth"
@@ -164,7 +138,7 @@ def test_converted_official_tiny_checkpoint_reproduces_golden_outputs(
     state = load_tensors(f"{name}.state_dict.safetensors")
     noise = {k: v + 1.0 for k, v in state.items()}  # the non-EMA weights must not be used
     ckpt = tmp_path / "ckpt.pth.tar"
-    torch.save(_official_checkpoint(noise, state), ckpt)
+    torch.save(official_checkpoint(noise, state), ckpt)
     spec = str(FIXTURES / f"{name}.json")
     status, _, err = _convert(str(ckpt), str(tmp_path / "out"), "--model", spec, capsys=capsys)
     assert (status, err) == (0, "")
@@ -179,7 +153,7 @@ def test_converted_official_tiny_checkpoint_reproduces_golden_outputs(
 def test_converted_mmpretrain_tiny_checkpoint_reproduces_golden_outputs(tmp_path: Path) -> None:
     state = load_tensors("tiny_transformer.state_dict.safetensors")
     ckpt = tmp_path / "tiny_mm.pth"
-    torch.save({"meta": {}, "state_dict": {_to_mmpretrain(k): v for k, v in state.items()}}, ckpt)
+    torch.save({"meta": {}, "state_dict": {to_mmpretrain(k): v for k, v in state.items()}}, ckpt)
     kwargs = json.loads((FIXTURES / "tiny_transformer.json").read_text())["official_kwargs"]
     result = t2t_vit.convert_checkpoint(ckpt, tmp_path / "out", model=kwargs)
     assert (result.source, result.state_dict_key) == ("mmpretrain", "state_dict")

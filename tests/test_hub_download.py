@@ -13,7 +13,7 @@ from conftest import TINY_ATOL, load_json, load_tensors
 from fakehub import FakeHub
 
 import t2t_vit
-from t2t_vit.hub import PretrainedLoadError
+from t2t_vit import PretrainedLoadError
 
 
 def _converted_tiny(name: str, out: Path) -> Path:
@@ -46,8 +46,10 @@ def test_first_load_downloads_second_sends_only_metadata_requests(
 
     again = t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
     _golden_logits(again, "tiny_transformer")
-    # A branch name is re-checked with one HEAD per file; nothing is downloaded again.
+    # One HEAD without retries tells whether the Hub answers at all; then huggingface_hub
+    # re-checks a branch name with one HEAD per file. Nothing is downloaded again.
     assert hub.requests[first:] == [
+        ("HEAD", "/acme/tiny/resolve/main/config.json"),
         ("HEAD", "/acme/tiny/resolve/main/config.json"),
         ("HEAD", "/acme/tiny/resolve/main/model.safetensors"),
     ]
@@ -71,7 +73,7 @@ def test_offline_mode_loads_from_the_cache_without_requests(
     t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
     seen = len(hub.requests)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    model = t2t_vit.T2TViT.from_pretrained("acme/tiny", cache_dir=cache)
+    model = t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
     assert len(hub.requests) == seen
     _golden_logits(model, "tiny_transformer")
 
@@ -84,9 +86,10 @@ def test_offline_with_nothing_cached_says_so(
     with pytest.raises(PretrainedLoadError) as err:
         t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
     assert str(err.value) == (
-        "cannot load config.json of 'acme/tiny': offline mode is on (HF_HUB_OFFLINE=1) and it "
-        f"is not in {cache}. Download it once while online, or pass the path of a local "
-        "folder with config.json and model.safetensors."
+        f"cannot load pretrained weights 'acme/tiny': Hub repository acme/tiny (revision main) "
+        f"at {hub.url}: offline mode is on (HF_HUB_OFFLINE=1) and it is not in the cache. Load "
+        "it once with network access (it is then cached), or unset HF_HUB_OFFLINE, or pass the "
+        "path of a folder written by t2t_vit.save_pretrained or t2t-vit convert."
     )
     assert hub.requests == []
 
@@ -116,16 +119,25 @@ def test_registry_name_resolves_to_the_hub_org_from_the_environment(
     _golden_logits(model, "tiny_transformer")
 
 
-def test_missing_repository_names_it_and_how_to_convert(hub: FakeHub, tmp_path: Path) -> None:
+def test_missing_repository_and_unreachable_original_are_both_named(
+    hub: FakeHub, tmp_path: Path, refusing_url: str
+) -> None:
     with pytest.raises(PretrainedLoadError) as err:
         t2t_vit.from_pretrained("t2t-vit-14.cifar10", cache_dir=tmp_path)
     assert str(err.value) == (
-        "Hugging Face Hub repository 't2t-vit/t2t-vit-14.cifar10' does not exist (or is "
-        "private). To use an original checkpoint instead: download "
+        "cannot load pretrained weights 't2t-vit-14.cifar10': Hub repository "
+        f"t2t-vit/t2t-vit-14.cifar10 (revision main) at {hub.url}: HTTP 404 (repository not "
+        f"found, or private); original file {refusing_url}/releases/cifar10_t2t-vit_14_98.3.pth: "
+        "connection refused. Check your network, or point HF_ENDPOINT or "
+        "T2T_VIT_RELEASE_MIRROR at a mirror, or download "
         "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/"
-        "cifar10_t2t-vit_14_98.3.pth, run `t2t-vit convert cifar10_t2t-vit_14_98.3.pth "
-        "OUT_DIR` and load it with `t2t_vit.from_pretrained('OUT_DIR')`."
+        "cifar10_t2t-vit_14_98.3.pth yourself, run `t2t-vit convert "
+        "cifar10_t2t-vit_14_98.3.pth OUT_DIR` and load OUT_DIR."
     )
+    assert [a.answer for a in err.value.attempts] == [
+        "HTTP 404 (repository not found, or private)",
+        "connection refused",
+    ]
 
 
 def test_repository_without_weights_says_which_file_is_missing(
@@ -137,15 +149,18 @@ def test_repository_without_weights_says_which_file_is_missing(
     with pytest.raises(PretrainedLoadError) as err:
         t2t_vit.from_pretrained("acme/empty", cache_dir=tmp_path / "cache")
     assert str(err.value) == (
-        "Hub repository 'acme/empty' has no model.safetensors, so it holds no t2t-vit weights. "
-        "To use an original checkpoint instead: run `t2t-vit convert CHECKPOINT.pth OUT_DIR` "
-        "and load it with `t2t_vit.from_pretrained('OUT_DIR')`."
+        f"cannot load pretrained weights 'acme/empty': Hub repository acme/empty (revision "
+        f"main) at {hub.url}: HTTP 404 (file not found in the repository). Check the "
+        "repository id, or pass the path of a folder written by t2t_vit.save_pretrained or "
+        "t2t-vit convert."
     )
 
 
 def test_unknown_revision_is_named(hub: FakeHub, tmp_path: Path) -> None:
     hub.add("acme/tiny", _converted_tiny("tiny_transformer", tmp_path / "t"))
-    with pytest.raises(PretrainedLoadError, match=r"revision 'v9' does not exist in Hub "):
+    with pytest.raises(
+        PretrainedLoadError, match=r"\(revision v9\) at .*: HTTP 404 \(revision not found\)"
+    ):
         t2t_vit.from_pretrained("acme/tiny", revision="v9", cache_dir=tmp_path / "cache")
 
 
@@ -177,7 +192,7 @@ def test_push_to_hub_uploads_the_folder_from_pretrained_reads(
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     model = t2t_vit.from_pretrained(_converted_tiny("tiny_performer", tmp_path / "t"))
-    assert model.push_to_hub("acme/tiny-performer", private=True) == "commit-info"
+    assert t2t_vit.push_to_hub(model, "acme/tiny-performer", private=True) == "commit-info"
     assert calls[0] == (
         "create_repo",
         {"repo_id": "acme/tiny-performer", "private": True, "exist_ok": True, "repo_type": "model"},
@@ -200,9 +215,10 @@ def test_missing_repo_named_after_a_registry_entry_points_to_its_original(
     with pytest.raises(PretrainedLoadError) as err:
         t2t_vit.from_pretrained("someone/t2t-vit-t-24.official", cache_dir=tmp_path)
     assert str(err.value) == (
-        "Hugging Face Hub repository 'someone/t2t-vit-t-24.official' does not exist (or is "
-        "private). To use an original checkpoint instead: download "
+        "cannot load pretrained weights 'someone/t2t-vit-t-24.official': Hub repository "
+        f"someone/t2t-vit-t-24.official (revision main) at {hub.url}: HTTP 404 (repository "
+        "not found, or private). from_pretrained('t2t-vit-t-24.official') loads these weights "
+        "from the Hub organisation and falls back to the original release file "
         "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/"
-        "82.6_T2T_ViTt_24.pth.tar, run `t2t-vit convert 82.6_T2T_ViTt_24.pth.tar OUT_DIR` and "
-        "load it with `t2t_vit.from_pretrained('OUT_DIR')`."
+        "82.6_T2T_ViTt_24.pth.tar."
     )

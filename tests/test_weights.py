@@ -118,7 +118,8 @@ def test_imagenet_weights_use_the_official_eval_preprocessing() -> None:
         ("t2t-vit-t-14", "t2t-vit-t-14.mmpretrain"),
         ("T2T_ViT_t_19", "t2t-vit-t-19.mmpretrain"),
         ("t2t-vit-14", "t2t-vit-14.official"),
-        ("t2t-vit-24", "t2t-vit-24.token-labeling"),
+        # Token labeling's 84.2 may need an auxiliary head this library does not build.
+        ("t2t-vit-24", "t2t-vit-24.official"),
         ("t2t-vit-14-384", "t2t-vit-14-384.official"),
         ("t2t-vit-t-14.official", "t2t-vit-t-14.official"),
         ("T2T_ViT_14.cifar10", "t2t-vit-14.cifar10"),
@@ -128,12 +129,15 @@ def test_names_resolve_to_best_accuracy_or_tagged_weights(name: str, expected: s
     assert t2t_vit.get_weights(name).name == expected
 
 
-def test_default_weights_are_the_best_imagenet_top1_of_each_preset() -> None:
+def test_default_weights_are_the_best_eligible_imagenet_top1_of_each_preset() -> None:
     for preset in {w.preset for w in t2t_vit.WEIGHTS.values()}:
         default = _default_for(preset)
         assert default is not None
-        same = [w for w in t2t_vit.WEIGHTS.values() if w.preset == preset]
+        same = [w for w in t2t_vit.WEIGHTS.values() if w.preset == preset and w.may_be_default]
         assert default.top1 == max(w.top1 for w in same if w.labels == "imagenet-1k")
+    assert [w.name for w in t2t_vit.WEIGHTS.values() if not w.may_be_default] == [
+        "t2t-vit-24.token-labeling"
+    ]
 
 
 def test_unknown_name_lists_the_known_ones() -> None:

@@ -2,28 +2,27 @@
 
 from .attention import Attention, attend, record_attention, use_fused_attention
 from .block import Block, DropPath, Mlp
-from .checkpoint import UnsafeCheckpointError, load_checkpoint
-from .convert import (
-    check_state_dict,
-    convert_checkpoint,
-    convert_state_dict,
-    infer_model_args,
-)
+from .checkpoint import UnsafeCheckpointError, convert_checkpoint, load_checkpoint
+from .convert import check_state_dict, convert_state_dict, infer_model_args
+from .errors import PretrainedLoadError
 from .evaluate import EvalResult, ImageFolder, evaluate
+from .factory import create_model
 from .flops import count_macs, count_params
-from .hub import PretrainedLoadError, from_pretrained, push_to_hub, save_pretrained
+from .hub import push_to_hub
 from .labels import imagenet_wnids, load_labels, resolve_labels
 from .model import T2TViT
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .predict import Prediction, predict
 from .preprocess import EvalTransform, load_image, preprocess
-from .presets import PRESETS, canonical_name, create_model, list_models
+from .presets import PRESETS, canonical_name, list_models
+from .pretrained import from_pretrained
 from .pretrained_cfg import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,
     default_pretrained_cfg,
     resolve_pretrained_cfg,
 )
+from .serialization import save_pretrained
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule
 from .token_performer import TokenPerformer
 from .token_transformer import TokenAttention, TokenTransformer

@@ -1,19 +1,50 @@
-"""Reading original `.pth` / `.pth.tar` checkpoints without running code from them."""
+"""Original `.pth` / `.pth.tar` checkpoint files: read without running code from them, and
+converted into a Hub folder."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["SAFE_GLOBALS", "UnsafeCheckpointError", "extract_state_dict", "load_checkpoint"]
+from .convert import (
+    _strip_prefix,
+    check_state_dict,
+    convert_state_dict,
+    detect_source,
+    infer_model_args,
+)
+from .model import T2TViT
+from .presets import PRESETS, canonical_name
+from .pretrained_cfg import default_pretrained_cfg
+from .serialization import (
+    CONFIG_NAME,
+    MODEL_CARD_NAME,
+    WEIGHTS_NAME,
+    save_pretrained,
+    write_model_card,
+)
+from .weights import find_weights_by_file_name, get_weights
+
+__all__ = [
+    "SAFE_GLOBALS",
+    "ConversionResult",
+    "UnsafeCheckpointError",
+    "convert_checkpoint",
+    "extract_state_dict",
+    "load_checkpoint",
+    "sha256sum",
+]
 
 #: Classes that weights-only unpickling may rebuild beyond tensors and plain containers.
 #: The official files pickle their training arguments as an `argparse.Namespace`: a plain
@@ -107,3 +138,145 @@ def extract_state_dict(checkpoint: Any) -> tuple[dict[str, Tensor], str | None]:
             f"holding parameter tensors, or a flat name -> tensor mapping; its keys: {keys}"
         )
     raise ValueError(f"expected a checkpoint dict, got {type(checkpoint).__name__}")
+
+
+# -- conversion into a Hub folder ------------------------------------------------------------
+
+
+def sha256sum(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ConversionResult:
+    """What `convert_checkpoint` wrote and decided."""
+
+    out_dir: Path
+    #: Written file name -> SHA-256.
+    files: dict[str, str]
+    model_args: dict[str, Any]
+    #: Registry weight name or preset the architecture came from (`None`: a custom config).
+    model_name: str | None
+    source: str
+    #: The checkpoint key the weights were read from (`None`: the file is a bare state dict).
+    state_dict_key: str | None
+    dropped_keys: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_model_json(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object of T2TViT arguments")
+    for key in ("model_args", "official_kwargs"):
+        if isinstance(data.get(key), dict):
+            return dict(data[key])
+    return data
+
+
+def _resolve_model(
+    model: str | Mapping[str, Any] | None,
+    state_dict: Mapping[str, Tensor],
+    checkpoint_name: str,
+) -> tuple[dict[str, Any], str | None, Any, list[str]]:
+    """(model kwargs, name, registry entry or None, notes)."""
+    notes: list[str] = []
+    entry = find_weights_by_file_name(checkpoint_name)
+    if isinstance(model, Mapping):
+        return dict(model), None, entry, notes
+    if isinstance(model, str) and model.endswith(".json"):
+        return _read_model_json(Path(model)), None, entry, notes
+    if isinstance(model, str) and "." in model:
+        entry = get_weights(model)
+        return entry.model_args(), entry.name, entry, notes
+    if isinstance(model, str):
+        preset = canonical_name(model)
+        _, inferred, _ = infer_model_args(state_dict)
+        extra = {k: inferred[k] for k in ("num_classes", "img_size")}
+        return {**PRESETS[preset], **extra}, preset, entry, notes
+    if entry is not None:
+        notes.append(f"recognised {entry.file_name} as registry weights {entry.name!r}")
+        return entry.model_args(), entry.name, entry, notes
+    found, kwargs, others = infer_model_args(state_dict)
+    if found is None:
+        shown = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        raise ValueError(
+            f"the checkpoint's shapes ({shown}) fit no preset ({', '.join(PRESETS)}); pass "
+            "--model CONFIG.json with its T2TViT arguments (num_heads cannot be read from shapes)"
+        )
+    notes.append(f"inferred preset {found!r} from the checkpoint's shapes")
+    if others:
+        notes.append(
+            f"the shapes also fit {', '.join(others)} (num_heads differs); pass --model to choose"
+        )
+    return kwargs, found, None, notes
+
+
+def convert_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    source: str = "auto",
+    model: str | Mapping[str, Any] | None = None,
+    trust_checkpoint: bool = False,
+    ignore_keys: Iterable[str] = (),
+) -> ConversionResult:
+    """Convert an original checkpoint file into a Hub folder: `model.safetensors`,
+    `config.json` and a model card `README.md`.
+
+    `model` is a registry weight name (`t2t-vit-14.cifar10`), a preset name, a JSON file
+    or a dict of `T2TViT` arguments; by default the file name is looked up in the
+    registry, else the preset is inferred from the shapes. Keys starting with any of
+    `ignore_keys` are dropped (and reported); every other key must be used and every
+    shape must fit. The file is read with `load_checkpoint` (weights only unless
+    `trust_checkpoint`).
+    """
+    path = Path(checkpoint)
+    raw, key = extract_state_dict(load_checkpoint(path, trust_checkpoint=trust_checkpoint))
+    prefixes = tuple(ignore_keys)
+    dropped = sorted(k for k in raw if prefixes and k.removeprefix("module.").startswith(prefixes))
+    raw = {k: v for k, v in raw.items() if k not in dropped}
+    detected: str = detect_source(_strip_prefix(raw, "module.")) if source == "auto" else source
+    state_dict = convert_state_dict(raw, source=detected)
+    model_args, name, entry, notes = _resolve_model(model, state_dict, path.name)
+    if entry is not None and entry.source != detected:
+        notes.append(
+            f"registry entry {entry.name!r} is {entry.source}; the file reads as {detected}"
+        )
+    net = T2TViT(**model_args)
+    try:
+        check_state_dict(net, state_dict)
+    except ValueError as err:
+        raise ValueError(
+            f"{path.name} does not fit {name or 'the given architecture'}: {err}"
+        ) from None
+    net.load_state_dict(state_dict, strict=True)
+
+    if entry is not None:
+        cfg = entry.pretrained_cfg()
+    else:
+        # A class count other than ImageNet's gets index labels rather than a guessed dataset.
+        cfg = default_pretrained_cfg(net.img_size, net.in_chans, net.num_classes)
+        cfg["source"] = {"origin": f"converted from {path.name}", "file_name": path.name}
+    cfg["source"]["sha256"] = sha256sum(path)
+    cfg["source"]["format"] = detected
+    out = save_pretrained(net, out_dir, pretrained_cfg=cfg)
+    write_model_card(out, model_args=net.config, pretrained_cfg=cfg, name=name)
+    files = {n: sha256sum(out / n) for n in (WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME)}
+    if dropped:
+        notes.append(f"dropped {len(dropped)} ignored keys: {', '.join(dropped)}")
+    return ConversionResult(
+        out_dir=out,
+        files=files,
+        model_args=net.config,
+        model_name=name,
+        source=detected,
+        state_dict_key=key,
+        dropped_keys=dropped,
+        notes=notes,
+    )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
+import difflib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -16,7 +15,7 @@ from .block import Block
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType, _check_layers
 
-__all__ = ["T2TViT"]
+__all__ = ["T2TViT", "check_model_args"]
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -26,6 +25,59 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     if len(pair) != 2:
         raise ValueError(f"img_size must be an int or (height, width), got {size!r}")
     return pair[0], pair[1]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_INT = ("an integer", _is_int)
+_NUMBER = ("a number", _is_number)
+_BOOL = ("true or false", lambda v: isinstance(v, bool))
+#: Each `T2TViT` argument: what it must be, in words, and the check.
+_ARG_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "img_size": (
+        "an integer or a [height, width] pair of integers",
+        lambda v: _is_int(v) or (isinstance(v, (list, tuple)) and all(_is_int(s) for s in v)),
+    ),
+    "tokens_type": ("a string", lambda v: isinstance(v, str)),
+    "in_chans": _INT,
+    "num_classes": _INT,
+    "embed_dim": _INT,
+    "depth": _INT,
+    "num_heads": _INT,
+    "mlp_ratio": _NUMBER,
+    "qkv_bias": _BOOL,
+    "qk_scale": ("a number or null", lambda v: v is None or _is_number(v)),
+    "drop_rate": _NUMBER,
+    "attn_drop_rate": _NUMBER,
+    "drop_path_rate": _NUMBER,
+    "token_dim": _INT,
+    # The T2T module checks the layer specs and names the bad entry.
+    "t2t_layers": ("a list of [kernel, stride, padding] triples", lambda v: True),
+    "dynamic_img_size": _BOOL,
+}
+
+
+def check_model_args(args: Mapping[str, Any]) -> None:
+    """Raise `TypeError` naming the first unknown `T2TViT` argument (with the closest known
+    one) or the first argument of the wrong type (with the type it takes)."""
+    for key, value in args.items():
+        if key not in _ARG_TYPES:
+            close = difflib.get_close_matches(key, _ARG_TYPES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(
+                f"unknown T2TViT argument {key!r}{hint}; accepted: {', '.join(_ARG_TYPES)}"
+            )
+        expected, ok = _ARG_TYPES[key]
+        if not ok(value):
+            raise TypeError(
+                f"T2TViT argument {key}={value!r} must be {expected}, not {type(value).__name__}"
+            )
 
 
 class T2TViT(nn.Module):
@@ -64,6 +116,7 @@ class T2TViT(nn.Module):
         dynamic_img_size: bool = True,
     ) -> None:
         super().__init__()
+        check_model_args({k: v for k, v in locals().items() if k in _ARG_TYPES})
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         self.img_size = _pair(img_size)
@@ -275,28 +328,3 @@ class T2TViT(nn.Module):
         if intermediates_only:
             return intermediates
         return self.norm(x), intermediates
-
-    # -- pretrained weights (implemented in hub.py) ------------------------------------
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike[str], **kwargs: Any) -> T2TViT:
-        """Load pretrained weights by registry name, Hub repo id or local folder; see
-        `t2t_vit.from_pretrained` for the keyword arguments."""
-        from .hub import from_pretrained
-
-        return from_pretrained(name_or_path, **kwargs)
-
-    def save_pretrained(
-        self, save_directory: str | os.PathLike[str], pretrained_cfg: dict[str, Any] | None = None
-    ) -> Path:
-        """Write `config.json` and `model.safetensors` to a folder (`t2t_vit.save_pretrained`)."""
-        from .hub import save_pretrained
-
-        return save_pretrained(self, save_directory, pretrained_cfg=pretrained_cfg)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
-        """Upload the weights, config and a model card to a Hub repository
-        (`t2t_vit.push_to_hub`)."""
-        from .hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)

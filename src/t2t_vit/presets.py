@@ -1,13 +1,12 @@
-"""Named architectures: the official presets and `create_model`."""
+"""Named architectures: the official presets (build one with `t2t_vit.create_model`)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any
 
-from .model import T2TViT
-
-__all__ = ["PRESETS", "canonical_name", "create_model", "list_models"]
+__all__ = ["PRESETS", "canonical_name", "list_models"]
 
 _P = "performer"
 _T = "transformer"
@@ -33,7 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Preset name -> `T2TViT` keyword arguments, as the official model functions set them.
 
-The names are in the order of the paper's tables; `create_model(name)` builds one."""
+The names are in the order of the paper's tables; `t2t_vit.create_model(name)` builds one."""
 
 
 def canonical_name(name: str) -> str:
@@ -43,20 +42,18 @@ def canonical_name(name: str) -> str:
     """
     key = re.sub(r"[_\s]+", "-", name.strip().lower())
     if key not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(PRESETS)}")
+        raise ValueError(
+            f"unknown model {name!r}{did_you_mean(key, PRESETS)}; known: {', '.join(PRESETS)}"
+        )
     return key
+
+
+def did_you_mean(name: str, known: Any) -> str:
+    """`" (did you mean 'x'?)"` for the closest of `known` to `name`, else `""`."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def list_models() -> list[str]:
     """The preset names, in the order of the paper's tables."""
     return list(PRESETS)
-
-
-def create_model(name: str, **overrides: Any) -> T2TViT:
-    """Build a preset by name with randomly initialised weights.
-
-    `overrides` replace any of the preset's `T2TViT` arguments (`num_classes`,
-    `img_size`, `drop_path_rate`, ...).
-    """
-    kwargs = {**PRESETS[canonical_name(name)], **overrides}
-    return T2TViT(**kwargs)

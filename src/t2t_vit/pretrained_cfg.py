@@ -9,7 +9,9 @@ from torch import nn
 __all__ = [
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",
+    "LABEL_SET_SIZES",
     "default_pretrained_cfg",
+    "label_count",
     "resolve_pretrained_cfg",
 ]
 
@@ -19,19 +21,32 @@ IMAGENET_DEFAULT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 """Per-channel RGB standard deviation of ImageNet, on pixel values in [0, 1]."""
 
 
+#: Number of classes of each named label set (`t2t_vit.labels.LABEL_SETS`).
+LABEL_SET_SIZES: dict[str, int] = {"imagenet-1k": 1000, "cifar-10": 10, "cifar-100": 100}
+
+
 def default_pretrained_cfg(
-    img_size: tuple[int, int] = (224, 224), in_chans: int = 3
+    img_size: tuple[int, int] = (224, 224), in_chans: int = 3, num_classes: int = 1000
 ) -> dict[str, Any]:
     """The official evaluation settings: resize to `img_size / 0.9`, bicubic, center crop,
-    ImageNet mean and std, ImageNet-1k labels."""
+    ImageNet mean and std; ImageNet-1k labels for 1000 classes, else the class indices."""
     return {
         "input_size": [in_chans, img_size[0], img_size[1]],
         "crop_pct": 0.9,
         "interpolation": "bicubic",
         "mean": list(IMAGENET_DEFAULT_MEAN),
         "std": list(IMAGENET_DEFAULT_STD),
-        "labels": "imagenet-1k",
+        "labels": "imagenet-1k" if num_classes == 1000 else [str(i) for i in range(num_classes)],
     }
+
+
+def label_count(labels: Any) -> int | None:
+    """How many classes a `labels` entry names: a label-set name or a list; `None`: unknown."""
+    if isinstance(labels, str):
+        return LABEL_SET_SIZES.get(labels)
+    if isinstance(labels, (list, tuple)):
+        return len(labels)
+    return None
 
 
 def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
@@ -41,10 +56,19 @@ def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
     Keys: `input_size` `[C, H, W]`, `crop_pct`, `interpolation`, `mean`, `std`, `labels`
     (`'imagenet-1k'`, `'cifar-10'`, `'cifar-100'` or an explicit list of class names),
     and optionally `metrics` and `source`.
+
+    The labels always fit the model's head: where they do not (a head replaced with
+    `reset_classifier`, say), the result names the classes by index and drops the
+    checkpoint's `metrics`, which were measured with the old head.
     """
+    num_classes = getattr(model, "num_classes", None)
     cfg = getattr(model, "pretrained_cfg", None)
-    if isinstance(cfg, dict):
-        return cfg
-    img_size = getattr(model, "img_size", (224, 224))
-    in_chans = getattr(model, "in_chans", 3)
-    return default_pretrained_cfg(tuple(img_size), in_chans)
+    if not isinstance(cfg, dict):
+        img_size = getattr(model, "img_size", (224, 224))
+        in_chans = getattr(model, "in_chans", 3)
+        classes = 1000 if num_classes is None else num_classes
+        return default_pretrained_cfg(tuple(img_size), in_chans, classes)
+    if isinstance(num_classes, int) and label_count(cfg.get("labels")) != num_classes:
+        cfg = {k: v for k, v in cfg.items() if k != "metrics"}
+        cfg["labels"] = [str(i) for i in range(num_classes)]
+    return cfg

@@ -80,6 +80,8 @@ class PretrainedWeights:
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     notes: str = ""
     origin: str = field(default="", compare=False)
+    #: Whether a bare preset name may resolve to these weights (see `get_weights`).
+    may_be_default: bool = True
 
     @property
     def tag(self) -> str:
@@ -209,9 +211,12 @@ _ENTRIES: tuple[PretrainedWeights, ...] = (
               notes="trained at 384x384; the checkpoint carries an interpolated position table"),
     _official("t2t-vit-24.token-labeling", "84.2_T2T_ViT_24.pth.tar", 84.2,
               64105934, 13661874688, "65M", None,
+              may_be_default=False,
               notes=("trained with Token Labeling (zihangJiang/TokenLabeling); input size not "
                      "stated (224 presumed); the reported 65M suggests extra training-only "
-                     "keys, which `t2t-vit convert --ignore-keys` drops")),
+                     "keys, which `t2t-vit convert --ignore-keys` drops; its 84.2 may come "
+                     "from an evaluation with the auxiliary token head, which this library "
+                     "does not implement, so it is never a preset's default")),
     _official("t2t-vit-t-14.official", "81.7_T2T_ViTt_14.pth.tar", 81.7,
               21541070, 6088721920, "21.5M", "6.1G"),
     _official("t2t-vit-t-19.official", "82.4_T2T_ViTt_19.pth.tar", 82.4,
@@ -247,7 +252,10 @@ WEIGHTS: dict[str, PretrainedWeights] = {w.name: w for w in _ENTRIES}
 def _default_for(preset: str) -> PretrainedWeights | None:
     # Only ImageNet-1k weights at the preset's own size compete: the CIFAR figures
     # are on another dataset and do not rank against them.
-    candidates = [w for w in _ENTRIES if w.preset == preset and w.labels == "imagenet-1k"]
+    # Token labeling's figure may rely on an auxiliary head this library does not build.
+    candidates = [
+        w for w in _ENTRIES if w.preset == preset and w.labels == "imagenet-1k" and w.may_be_default
+    ]
     return max(candidates, key=lambda w: w.top1, default=None)
 
 
@@ -267,7 +275,8 @@ def get_weights(name: str) -> PretrainedWeights:
     """The registry entry for a weight name.
 
     A preset name (`t2t-vit-t-14`, official spellings such as `T2t_vit_t_14` too) picks
-    its best-accuracy ImageNet-1k weights; `<preset>.<tag>` (`t2t-vit-t-14.official`)
+    its best-accuracy ImageNet-1k weights (never the token-labeling ones, see
+    `PretrainedWeights.may_be_default`); `<preset>.<tag>` (`t2t-vit-t-14.official`)
     picks one entry. Raises `ValueError` listing the known names otherwise.
     """
     key = _normalise(name)

@@ -7,9 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from ..hub import from_pretrained
+from ..factory import create_model
 from ..model import T2TViT
-from ..presets import PRESETS, canonical_name, create_model
+from ..presets import PRESETS, canonical_name
+from ..pretrained import from_pretrained
 
 __all__ = ["load_model", "register"]
 

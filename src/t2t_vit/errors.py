@@ -1,0 +1,116 @@
+"""The error of the weights side, and what a failed request answered, in a few words."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import urllib.error
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Attempt", "PretrainedLoadError", "describe_failure"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One place `from_pretrained` looked for weights and what it answered."""
+
+    #: The place: `Hugging Face Hub t2t-vit/t2t-vit-7.official (revision main)`, a URL, ...
+    where: str
+    #: What it answered: `connection refused`, `HTTP 404 (repository not found)`, ...
+    answer: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.answer}"
+
+
+class PretrainedLoadError(OSError):
+    """Pretrained weights could not be found, downloaded or read.
+
+    `attempts` lists each place tried and what it answered, in order.
+    """
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = ()) -> None:
+        super().__init__(message)
+        self.attempts: list[Attempt] = list(attempts)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """`err`, then its causes and contexts, each once."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [err]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        if isinstance(e, urllib.error.URLError) and isinstance(e.reason, BaseException):
+            todo.append(e.reason)
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None]
+
+
+def _status(err: BaseException) -> tuple[int, str] | None:
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code, str(err.reason or "")
+    # huggingface_hub's HfHubHTTPError (and requests'/httpx's errors) carry the response.
+    response = getattr(err, "response", None)
+    code = getattr(response, "status_code", None)
+    if isinstance(code, int):
+        return code, str(getattr(response, "reason_phrase", None) or "")
+    return None
+
+
+_DNS = ("name or service not known", "nodename nor servname", "getaddrinfo failed",
+        "temporary failure in name resolution", "no address associated")  # fmt: skip
+
+
+def describe_failure(err: BaseException, *, timeout: float | None = None) -> str:
+    """A few words on what a failed request met: `connection refused`, `timed out after 5 s`,
+    `HTTP 404 (repository not found)`, `server error (HTTP 503)`, `offline mode is on`, ...
+
+    Reads the whole exception chain, so it works on huggingface_hub's, httpx's, requests'
+    and urllib's errors alike.
+    """
+    chain = list(_chain(err))
+    names = {type(e).__name__ for e in chain}
+    text = " ".join(str(e) for e in chain).lower()
+    if "OfflineModeIsEnabled" in names:
+        return "offline mode is on (HF_HUB_OFFLINE=1)"
+    for e in chain:
+        status = _status(e)
+        if status is None:
+            continue
+        code, reason = status
+        if code >= 500:
+            return f"server error (HTTP {code}{' ' + reason if reason else ''})"
+        what = {
+            "GatedRepoError": "gated repository: accept its conditions on the Hub and log in",
+            "RepositoryNotFoundError": "repository not found, or private",
+            "RevisionNotFoundError": "revision not found",
+            "RemoteEntryNotFoundError": "file not found in the repository",
+            "EntryNotFoundError": "file not found in the repository",
+        }
+        detail = next((what[type(c).__name__] for c in chain if type(c).__name__ in what), reason)
+        return f"HTTP {code}{f' ({detail})' if detail else ''}"
+    if any(isinstance(e, socket.gaierror) for e in chain) or any(d in text for d in _DNS):
+        return "host not found (DNS lookup failed)"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
+        return "connection refused"
+    if any(isinstance(e, TimeoutError) for e in chain) or any("Timeout" in n for n in names):
+        return f"timed out after {timeout:g} s" if timeout is not None else "timed out"
+    if any(isinstance(e, ConnectionResetError) for e in chain) or "reset by peer" in text:
+        return "connection reset by the server"
+    closed = (http.client.IncompleteRead, http.client.RemoteDisconnected)
+    if any(isinstance(e, closed) for e in chain) or "RemoteProtocolError" in names:
+        return "the server closed the connection before the answer was complete"
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        tls = next(e for e in chain if isinstance(e, ssl.SSLError))
+        return f"TLS error ({tls})"
+    if any("ProxyError" in n for n in names):
+        return f"proxy error ({err})"
+    return f"{type(err).__name__}: {err}"[:300]

@@ -1,0 +1,171 @@
+"""`from_pretrained`: a registry name, a Hub repository or a local folder to a loaded model.
+
+A registry name (`t2t-vit-7`, `t2t-vit-t-14.mmpretrain`) is looked for first in its Hub
+repository, then, when the Hub does not have it or cannot be reached, in the original release
+file, which is downloaded, converted and cached once (`t2t_vit.release`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from .errors import Attempt, PretrainedLoadError
+from .hub import HubUnavailableError, download_folder, offline
+from .model import T2TViT
+from .release import OriginalUnavailableError, converted_folder, original_url
+from .serialization import CONFIG_NAME, WEIGHTS_NAME, load_folder
+from .weights import WEIGHTS, PretrainedWeights, get_weights
+
+__all__ = ["SOURCES", "Source", "from_pretrained"]
+
+_log = logging.getLogger("t2t_vit")
+
+Source = Literal["auto", "hub", "original"]
+SOURCES: tuple[str, ...] = ("auto", "hub", "original")
+"""Accepted values of `from_pretrained(source=...)`."""
+
+_HUB_ADVICE = "Load it again with force_download=True to download it anew."
+
+
+def _is_path_like(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
+
+
+def _failure(name: str, attempts: list[Attempt], advice: str) -> PretrainedLoadError:
+    tried = "; ".join(str(a) for a in attempts)
+    return PretrainedLoadError(
+        f"cannot load pretrained weights {name!r}: {tried}. {advice}", attempts
+    )
+
+
+def _advice(entry: PretrainedWeights | None, attempts: list[Attempt], repo: bool) -> str:
+    if all("offline mode is on" in a.answer for a in attempts):
+        return (
+            "Load it once with network access (it is then cached), or unset HF_HUB_OFFLINE, "
+            "or pass the path of a folder written by t2t_vit.save_pretrained or t2t-vit convert."
+        )
+    if entry is not None and repo:
+        return (
+            f"from_pretrained({entry.name!r}) loads these weights from the Hub organisation "
+            f"and falls back to the original release file {entry.url}."
+        )
+    if entry is None:
+        check = "the repository id" if attempts[-1].answer.startswith("HTTP 4") else "your network"
+        return (
+            f"Check {check}, or pass the path of a folder written by t2t_vit.save_pretrained "
+            "or t2t-vit convert."
+        )
+    return (
+        f"Check your network, or point HF_ENDPOINT or T2T_VIT_RELEASE_MIRROR at a mirror, or "
+        f"download {entry.url} yourself, run `t2t-vit convert {entry.file_name} OUT_DIR` and "
+        "load OUT_DIR."
+    )
+
+
+def from_pretrained(
+    name_or_path: str | os.PathLike[str],
+    *,
+    num_classes: int | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    source: Source | str = "auto",
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    force_download: bool = False,
+    device: str | torch.device | None = None,
+    map_location: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    **overrides: Any,
+) -> T2TViT:
+    """Load pretrained T2T-ViT weights, in eval mode.
+
+    `name_or_path` is a registry name (`t2t-vit-t-14`, `t2t-vit-14.cifar10`; see
+    `list_pretrained`), a Hub repository id (`org/name`) or a local folder written by
+    `save_pretrained` / `t2t-vit convert`.
+
+    A registry name is looked for in its Hub repository first; when the Hub does not have
+    it or cannot be reached, its original release file is downloaded, checked, read
+    weights-only, converted and cached (`source="auto"`). `source="hub"` or `"original"`
+    forces one. A `revision` pins a Hub revision and so never falls back. Later calls load
+    the cache with no download, offline (`HF_HUB_OFFLINE=1`) too. One log line (logger
+    `t2t_vit`, level INFO) says where the weights came from. `cache_dir` holds both the Hub
+    files and the converted originals; `force_download` downloads and converts again.
+
+    A `num_classes` other than the checkpoint's drops its classifier (with a warning)
+    and leaves a fresh head; an `img_size` other than the checkpoint's resamples the
+    position table bicubically (class token kept). Other keyword arguments replace
+    `T2TViT` arguments (`drop_path_rate=0.1`, ...); everything else loads strictly.
+    `device` (alias `map_location`) and `dtype` place the result.
+
+    Raises `PretrainedLoadError` naming each place tried and what it answered, and
+    `ValueError` for an unknown registry name.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; accepted: {', '.join(SOURCES)}")
+    name = os.fspath(name_or_path)
+    load: dict[str, Any] = dict(
+        num_classes=num_classes,
+        img_size=img_size,
+        device=device or map_location,
+        dtype=dtype,
+        overrides=overrides,
+    )
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if source != "auto":
+            raise ValueError(f"source={source!r} applies to registry names; {name!r} is a folder")
+        return load_folder(path, **load)
+    if _is_path_like(name):
+        raise PretrainedLoadError(f"local folder {name!r} does not exist")
+
+    if "/" in name:
+        entry = WEIGHTS.get(name.split("/")[1])
+        if source == "original":
+            raise ValueError(
+                f"source='original' needs a registry name (see t2t_vit.list_pretrained()), "
+                f"not the Hub repository {name!r}"
+            )
+        repo_id = name
+    else:
+        entry = get_weights(name)
+        repo_id = entry.hub_repo_id
+    attempts: list[Attempt] = []
+    if source in ("auto", "hub"):
+        try:
+            config, weights = download_folder(
+                repo_id, revision=revision, cache_dir=cache_dir, force_download=force_download
+            )
+        except HubUnavailableError as err:
+            attempts.append(err.attempt)
+        else:
+            folder = config.parent
+            if weights.parent != folder:  # pragma: no cover - huggingface_hub keeps one folder
+                raise PretrainedLoadError(f"{CONFIG_NAME} and {WEIGHTS_NAME} of {repo_id} differ")
+            model = load_folder(
+                folder, where=f"Hub repository {repo_id}", advice=_HUB_ADVICE, **load
+            )
+            _log.info("%s: weights from the Hugging Face Hub repository %s", name, repo_id)
+            return model
+    repo = "/" in name
+    if entry is None or source == "hub" or repo or revision is not None:
+        raise _failure(name, attempts, _advice(entry, attempts, repo))
+
+    try:
+        folder, made = converted_folder(
+            entry, cache_dir=cache_dir, force_download=force_download, offline=offline()
+        )
+    except OriginalUnavailableError as err:
+        attempts.append(err.attempt)
+        raise _failure(name, attempts, _advice(entry, attempts, repo)) from None
+    model = load_folder(folder, where=str(folder), advice=_HUB_ADVICE, **load)
+    how = "downloaded and converted into" if made else "converted earlier, cached in"
+    hub = f"; {attempts[0]}" if attempts else ""
+    _log.info(
+        "%s: weights %s from the original release file %s (%s %s)%s",
+        name, entry.name, original_url(entry), how, folder, hub,
+    )  # fmt: skip
+    return model

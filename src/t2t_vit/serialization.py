@@ -1,0 +1,308 @@
+"""The Hub folder on disk: `config.json` + `model.safetensors` (+ a model card `README.md`).
+
+`save_pretrained` writes it, `load_folder` builds the model it describes, wherever the folder
+came from (a user's own, a Hub download, a converted original).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .convert import check_state_dict
+from .errors import PretrainedLoadError
+from .model import T2TViT, _pair, check_model_args
+from .pos_embed import resample_pos_embed
+from .pretrained_cfg import label_count, resolve_pretrained_cfg
+
+__all__ = [
+    "CONFIG_NAME",
+    "MODEL_CARD_NAME",
+    "WEIGHTS_NAME",
+    "load_folder",
+    "read_config",
+    "save_pretrained",
+    "write_model_card",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_CARD_NAME = "README.md"
+LIBRARY_NAME = "t2t-vit"
+
+_log = logging.getLogger(__name__)
+
+CITATION = """\
+@inproceedings{yuan2021tokens,
+  title     = {Tokens-to-Token ViT: Training Vision Transformers from Scratch on ImageNet},
+  author    = {Yuan, Li and Chen, Yunpeng and Wang, Tao and Yu, Weihao and Shi, Yujun and
+               Jiang, Zi-Hang and Tay, Francis E. H. and Feng, Jiashi and Yan, Shuicheng},
+  booktitle = {Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year      = {2021}
+}
+"""
+
+
+def save_pretrained(
+    model: nn.Module,
+    save_directory: str | os.PathLike[str],
+    *,
+    pretrained_cfg: dict[str, Any] | None = None,
+) -> Path:
+    """Write `config.json` (architecture and preprocessing) and `model.safetensors` to a folder.
+
+    `config.json` holds `{"architecture": "T2TViT", "model_args": {...T2TViT kwargs...},
+    "pretrained_cfg": {...}}`; `pretrained_cfg` defaults to the model's own, whose labels
+    always fit the model's head (see `resolve_pretrained_cfg`). A given `pretrained_cfg`
+    whose labels name another number of classes than the model's is refused. Each file is
+    written under a temporary name and then renamed, so an interrupted save leaves no
+    half-written file under the final name.
+    """
+    from safetensors.torch import save_file
+
+    if not isinstance(model, T2TViT):
+        raise TypeError(f"save_pretrained expects a T2TViT, got {type(model).__name__}")
+    if pretrained_cfg is not None:
+        count = label_count(pretrained_cfg.get("labels"))
+        if count is not None and count != model.num_classes:
+            raise ValueError(
+                f"pretrained_cfg labels {_short(pretrained_cfg['labels'])} name {count} "
+                f"classes, the model has {model.num_classes}; pass labels that fit, or leave "
+                "pretrained_cfg out to use the model's own"
+            )
+    out = Path(save_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "architecture": "T2TViT",
+        "model_args": model.config,
+        "pretrained_cfg": pretrained_cfg or resolve_pretrained_cfg(model),
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    part = out / f".{WEIGHTS_NAME}.part"
+    save_file(state, str(part), metadata={"format": "pt"})
+    os.replace(part, out / WEIGHTS_NAME)
+    part = out / f".{CONFIG_NAME}.part"
+    part.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(part, out / CONFIG_NAME)
+    return out
+
+
+def _short(labels: Any) -> str:
+    if isinstance(labels, str):
+        return repr(labels)
+    return f"[{', '.join(repr(x) for x in list(labels)[:3])}, ...]"
+
+
+def write_model_card(
+    folder: str | os.PathLike[str],
+    *,
+    model_args: dict[str, Any],
+    pretrained_cfg: dict[str, Any],
+    name: str | None = None,
+) -> Path:
+    """Write a Hub model card `README.md`: source, metrics, preprocessing, license, citation."""
+    src = pretrained_cfg.get("source") or {}
+    metrics = pretrained_cfg.get("metrics") or {}
+    labels = pretrained_cfg.get("labels")
+    dataset = labels if isinstance(labels, str) else None
+    license_id = src.get("license", "other")
+    title = name or src.get("name") or "T2T-ViT"
+    front = ["---", f"license: {license_id}", f"library_name: {LIBRARY_NAME}"]
+    front += ["pipeline_tag: image-classification", "tags:", "- image-classification"]
+    front += ["- vision-transformer", "- t2t-vit"]
+    if dataset:
+        front += ["datasets:", f"- {dataset}"]
+    front.append("---")
+    c, h, w = pretrained_cfg["input_size"]
+    lines = [
+        *front,
+        "",
+        f"# {title}",
+        "",
+        "Tokens-to-Token ViT (Yuan et al., ICCV 2021) for the "
+        f"[t2t-vit](https://pypi.org/project/t2t-vit/) library: a {model_args['depth']}-block "
+        f"{model_args['tokens_type']}-stem network of width {model_args['embed_dim']} with "
+        f"{model_args['num_classes']} classes, converted with `t2t-vit convert`.",
+        "",
+        "## Source",
+        "",
+        f"- origin: {src.get('origin', 'unknown')}",
+    ]
+    if "url" in src:
+        lines.append(f"- original file: [{src.get('file_name')}]({src['url']})")
+    elif "file_name" in src:
+        lines.append(f"- original file: {src['file_name']}")
+    if "sha256" in src:
+        lines.append(f"- original file sha256: `{src['sha256']}`")
+    lines += ["", "## Metrics", ""]
+    if metrics:
+        top5 = metrics.get("top5")
+        lines += [
+            f"As reported by the source, on {metrics.get('dataset', dataset)}:",
+            "",
+            "| top-1 | top-5 |",
+            "| --- | --- |",
+            f"| {metrics.get('top1')} | {'not reported' if top5 is None else top5} |",
+        ]
+    else:
+        lines.append("No metrics recorded.")
+    lines += [
+        "",
+        "## Preprocessing",
+        "",
+        f"Input {c}x{h}x{w}; resize the shorter side to `floor({h} / crop_pct)` with "
+        f"{pretrained_cfg['interpolation']} interpolation (crop_pct {pretrained_cfg['crop_pct']}), "
+        f"center-crop {h}x{w}, scale to [0, 1], normalise with mean {pretrained_cfg['mean']} "
+        f"and std {pretrained_cfg['std']}. Labels: "
+        f"{labels if isinstance(labels, str) else f'{len(labels or [])} names in config.json'}.",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import t2t_vit",
+        "",
+        f"model = t2t_vit.from_pretrained({title!r})"
+        if name
+        else 'model = t2t_vit.from_pretrained("path/to/this/folder")  # or "<org>/<repo>"',
+        "```",
+        "",
+        "## License",
+        "",
+        f"The weights keep the license of their source: `{license_id}`."
+        if "license" in src
+        else "The source's license is not recorded: set `license:` above before publishing.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION.rstrip(),
+        "```",
+        "",
+    ]
+    path = Path(folder) / MODEL_CARD_NAME
+    path.write_text("\n".join(lines))
+    return path
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The parsed `config.json` of a folder; `PretrainedLoadError` when it is not one."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PretrainedLoadError(f"{path} is not a readable config.json: {err}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_args"), dict):
+        raise PretrainedLoadError(
+            f"{path} has no 'model_args' object; expected the layout save_pretrained writes"
+        )
+    return config
+
+
+def _read_weights(path: Path, advice: str) -> dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state: dict[str, Tensor] = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise PretrainedLoadError(
+            f"{path} is not a valid safetensors file (truncated or corrupt: {err}). {advice}"
+        ) from None
+    return state
+
+
+#: What to do about a corrupt file in a folder the user wrote themselves.
+LOCAL_ADVICE = (
+    "Write the folder again (t2t_vit.save_pretrained, or t2t-vit convert from the original "
+    "checkpoint)."
+)
+
+
+def load_folder(
+    folder: str | os.PathLike[str],
+    *,
+    num_classes: int | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    overrides: dict[str, Any] | None = None,
+    where: str | None = None,
+    advice: str = LOCAL_ADVICE,
+) -> T2TViT:
+    """Build the model a Hub folder describes and load its weights strictly, in eval mode.
+
+    A `num_classes` other than the checkpoint's drops its classifier (with a warning) and
+    leaves a fresh head; an `img_size` other than the checkpoint's resamples the position
+    table bicubically (class token kept). `overrides` replace other `T2TViT` arguments
+    (`drop_path_rate`, ...); one that changes a weight's shape fails the strict load.
+    `where` names the folder's origin in messages and `advice` says what to do about a
+    corrupt weights file.
+    """
+    path = Path(folder)
+    where = where or str(path)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (path / name).is_file():
+            raise PretrainedLoadError(
+                f"{path} has no {name}; expected {CONFIG_NAME} and {WEIGHTS_NAME} "
+                "(see t2t-vit convert)"
+            )
+    config = read_config(path / CONFIG_NAME)
+    state = _read_weights(path / WEIGHTS_NAME, advice)
+    model_args = dict(config["model_args"])
+    model_args.update(overrides or {})
+    cfg = dict(config.get("pretrained_cfg") or {})
+
+    trained_classes = model_args.get("num_classes", 1000)
+    new_head = num_classes is not None and num_classes != trained_classes
+    if new_head:
+        model_args["num_classes"] = num_classes
+        dropped = [k for k in ("head.weight", "head.bias") if k in state]
+        for k in dropped:
+            del state[k]
+        warnings.warn(
+            f"{where}: num_classes={num_classes} differs from the checkpoint's "
+            f"{trained_classes}: dropped {', '.join(dropped) or 'nothing'}; the new head is "
+            "randomly initialised",
+            UserWarning,
+            stacklevel=3,
+        )
+        cfg["labels"] = [str(i) for i in range(num_classes or 0)]
+        cfg.pop("metrics", None)
+    if img_size is not None:
+        model_args["img_size"] = img_size
+    try:
+        check_model_args(model_args)
+        model = T2TViT(**model_args)
+    except (TypeError, ValueError) as err:
+        raise PretrainedLoadError(
+            f"{where}: config.json model_args do not fit T2TViT: {err}"
+        ) from None
+    if new_head:
+        # The fresh head is the model's own; everything else is checked strictly.
+        own = model.state_dict()
+        state.update({k: own[k] for k in ("head.weight", "head.bias") if k in own})
+    if img_size is not None and "pos_embed" in state:
+        trained_grid = model.tokens_to_token.output_grid(
+            *_pair(config["model_args"].get("img_size", 224))
+        )
+        if trained_grid != model.grid:
+            state["pos_embed"] = resample_pos_embed(state["pos_embed"], model.grid, trained_grid)
+            _log.info("%s: resampled pos_embed from grid %s to %s", where, trained_grid, model.grid)
+        cfg["input_size"] = [model.in_chans, *model.img_size]
+    try:
+        check_state_dict(model, state)
+    except ValueError as err:
+        raise PretrainedLoadError(
+            f"the weights of {where} do not fit the architecture in its config.json: {err}"
+        ) from None
+    model.load_state_dict(state, strict=True)
+    model.pretrained_cfg = cfg or None
+    model.pretrained_cfg = resolve_pretrained_cfg(model)
+    model.to(device=device or "cpu", dtype=dtype)
+    return model.eval()
