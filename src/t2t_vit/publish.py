@@ -1,0 +1,80 @@
+"""Publishing the registry's weights to a Hub organisation, for whoever holds one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PretrainedLoadError
+from .hub import offline, upload_folder
+from .release import OriginalUnavailableError, converted_folder
+from .serialization import CONFIG_NAME, WEIGHTS_NAME, load_folder, read_config, write_model_card
+from .weights import WEIGHTS, get_weights
+
+__all__ = ["PublishedWeights", "publish"]
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """What `publish` wrote (and uploaded) for one registry entry."""
+
+    name: str
+    repo_id: str
+    folder: Path
+    #: SHA-256 of the original release file the folder was converted from.
+    original_sha256: str
+    #: huggingface_hub's commit info; `None` for a dry run.
+    commit: Any = None
+
+
+def publish(
+    org: str,
+    names: Sequence[str] = (),
+    *,
+    out_dir: str | os.PathLike[str],
+    dry_run: bool = False,
+    token: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> list[PublishedWeights]:
+    """Download each registry entry's original (as `from_pretrained` does), convert it,
+    write `<out_dir>/<name>/` with `config.json`, `model.safetensors` and a model card, check
+    that the folder loads, and upload it to `<org>/<name>` (created if missing).
+
+    `names` are weight or preset names (default: every entry); `dry_run` writes the folders
+    only. Raises `PretrainedLoadError` for an original that cannot be had.
+    """
+    if not org or "/" in org:
+        raise ValueError(f"--org must be a Hub organisation or user name, got {org!r}")
+    entries = [get_weights(n) for n in names] if names else list(WEIGHTS.values())
+    done: list[PublishedWeights] = []
+    for entry in dict.fromkeys(entries):
+        try:
+            source, _ = converted_folder(entry, cache_dir=cache_dir, offline=offline())
+        except OriginalUnavailableError as err:
+            raise PretrainedLoadError(
+                f"cannot publish {entry.name}: {err.attempt}", [err.attempt]
+            ) from None
+        repo_id = f"{org}/{entry.name}"
+        dest = Path(out_dir) / entry.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for file in (CONFIG_NAME, WEIGHTS_NAME):
+            shutil.copyfile(source / file, dest / file)
+        config = read_config(dest / CONFIG_NAME)
+        cfg = config["pretrained_cfg"]
+        write_model_card(dest, model_args=config["model_args"], pretrained_cfg=cfg, name=repo_id)
+        load_folder(dest)  # strict: what is uploaded loads
+        sha = cfg["source"]["sha256"]
+        commit = None
+        if not dry_run:
+            commit = upload_folder(
+                dest,
+                repo_id,
+                token=token,
+                commit_message=f"{entry.name}: converted from {entry.file_name} (sha256 {sha})",
+            )
+        done.append(PublishedWeights(entry.name, repo_id, dest, sha, commit))
+    return done
