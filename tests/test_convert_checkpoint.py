@@ -199,10 +199,10 @@ def test_checkpoint_of_another_architecture_lists_the_mismatched_keys(
     assert status == 2
     assert err.startswith(
         "t2t-vit convert: error: performer.pth does not fit the given architecture: checkpoint "
-        "does not fit the model: missing keys (14): tokens_to_token.attention1.attn.proj.bias, "
-        "tokens_to_token.attention1.attn.proj.weight, tokens_to_token.attention1.attn.qkv.weight, "
+        "does not fit the model: 14 missing keys (tokens_to_token.attention1.attn.proj.bias, "
+        "tokens_to_token.attention1.attn.proj.weight, tokens_to_token.attention1.attn.qkv.weight,"
+        " ... and 11 more); 18 unexpected keys (tokens_to_token.attention1.kqv.bias, "
     )
-    assert "; unexpected keys (18): tokens_to_token.attention1.kqv.bias, " in err
     assert not (tmp_path / "out").exists()
 
 
@@ -216,7 +216,7 @@ def test_unused_keys_are_refused_and_ignore_keys_drops_them(
     spec = str(FIXTURES / "tiny_transformer.json")
     status, _, err = _convert(str(ckpt), str(tmp_path / "out"), "--model", spec, capsys=capsys)
     assert status == 2
-    assert err.endswith("unexpected keys (2): aux_head.bias, aux_head.weight\n")
+    assert "2 unexpected keys (aux_head.bias, aux_head.weight). The weights look like" in err
     argv = (str(ckpt), str(tmp_path / "out"), "--model", spec, "--ignore-keys", "aux_head.")
     status, out, _ = _convert(*argv, capsys=capsys)
     assert status == 0

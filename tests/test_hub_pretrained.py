@@ -75,9 +75,9 @@ def test_weights_of_another_architecture_list_the_mismatched_keys(folder: Path) 
     message = str(err.value)
     assert message.startswith(
         f"the weights of {folder} do not fit the architecture in its config.json: checkpoint "
-        "does not fit the model: shape mismatches ("
+        "does not fit the model: 29 shape mismatches ("
     )
-    assert "blocks.0.attn.qkv.weight: checkpoint (144, 48) vs model (288, 96)" in message
+    assert "blocks.0.attn.norm" not in message
 
 
 def test_corrupt_local_weights_are_reported(folder: Path) -> None:
@@ -104,6 +104,7 @@ def test_missing_local_path_is_not_taken_for_a_repo(tmp_path: Path) -> None:
 
 def test_unknown_name_lists_known_names() -> None:
     with pytest.raises(
-        ValueError, match=r"^unknown pretrained model 't2t-vit-99'; known: t2t-vit-7"
+        ValueError,
+        match=r"^unknown pretrained model 't2t-vit-99' \(did you mean 't2t-vit-19'\?\); known: ",
     ):
         t2t_vit.from_pretrained("t2t-vit-99")

@@ -129,9 +129,9 @@ def test_convert_state_dict_lists_mismatched_keys_and_shapes() -> None:
     with pytest.raises(ValueError, match="checkpoint does not fit the model") as err:
         t2t_vit.convert_state_dict(sd, model=model)
     text = str(err.value)
-    assert "missing keys (1): norm.bias" in text
-    assert "unexpected keys (1): extra.weight" in text
-    assert "head.weight: checkpoint (5, 256) vs model (10, 256)" in text
+    assert "1 missing keys (norm.bias)" in text
+    assert "1 unexpected keys (extra.weight)" in text
+    assert "1 shape mismatches (head.weight: checkpoint (5, 256) vs model (10, 256))" in text
 
 
 def test_convert_state_dict_rejects_unknown_source() -> None:

@@ -147,8 +147,13 @@ def test_unknown_name_lists_the_known_ones() -> None:
         "t2t-vit-7, t2t-vit-10, t2t-vit-12, t2t-vit-14, t2t-vit-19, t2t-vit-24, t2t-vit-t-14, "
         "t2t-vit-t-19, t2t-vit-t-24, t2t-vit-14-384, " + ", ".join(t2t_vit.WEIGHTS)
     )
-    assert str(err.value) == f"unknown pretrained model 't2t-vit-15'; known: {known}"
-    with pytest.raises(ValueError, match=r"^unknown pretrained model 't2t-vit-14.foo'; known: "):
+    assert str(err.value) == (
+        f"unknown pretrained model 't2t-vit-15' (did you mean 't2t-vit-19'?); known: {known}"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^unknown pretrained model 't2t-vit-14.foo' \(did you mean 't2t-vit-14'\?\)",
+    ):
         t2t_vit.get_weights("t2t-vit-14.foo")
 
 

@@ -3,7 +3,12 @@
 from .attention import Attention, attend, record_attention, use_fused_attention
 from .block import Block, DropPath, Mlp
 from .checkpoint import UnsafeCheckpointError, convert_checkpoint, load_checkpoint
-from .convert import check_state_dict, convert_state_dict, infer_model_args
+from .convert import (
+    StateDictMismatchError,
+    check_state_dict,
+    convert_state_dict,
+    infer_model_args,
+)
 from .errors import PretrainedLoadError
 from .evaluate import EvalResult, ImageFolder, evaluate
 from .factory import create_model
@@ -66,6 +71,7 @@ __all__ = [
     "Prediction",
     "PretrainedLoadError",
     "PretrainedWeights",
+    "StateDictMismatchError",
     "T2TModule",
     "T2TViT",
     "TokenAttention",

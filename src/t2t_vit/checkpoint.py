@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .convert import (
+    StateDictMismatchError,
     _strip_prefix,
     check_state_dict,
     convert_state_dict,
@@ -62,6 +63,9 @@ class UnsafeCheckpointError(ValueError):
 
 
 def _unsafe_globals(path: Path, err: Exception) -> list[str]:
+    """The classes a refused pickle names; empty when the file is damaged rather than foreign."""
+    if "Weights only load failed" not in str(err):
+        return []
     try:
         with path.open("rb") as f:
             found = torch.serialization.get_unsafe_globals_in_checkpoint(f)
@@ -71,7 +75,74 @@ def _unsafe_globals(path: Path, err: Exception) -> list[str]:
             return names
     except (ValueError, RuntimeError, OSError):
         pass  # not a zip checkpoint: fall back to the name in torch's message
-    return re.findall(r"GLOBAL ([\w.]+)", str(err)) or ["<unknown>"]
+    return re.findall(r"GLOBAL ([\w.]+)", str(err))
+
+
+_ACCEPTED = "expected a file written by torch.save (.pth, .pth.tar, .bin) or a .safetensors file"
+#: Leading bytes of formats people hand in by mistake, and what to call them.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "gzip-compressed data (decompress it first)"),
+    (b"BZh", "bzip2-compressed data (decompress it first)"),
+    (b"\xfd7zXZ\x00", "xz-compressed data (decompress it first)"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89HDF", "an HDF5 file (Keras/TensorFlow weights?)"),
+    (b"version https://git-lfs", "a Git LFS pointer, not the file it points to (run git lfs pull)"),
+)
+
+
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 0 < length <= size - 8 and head[8:9] == b"{"
+
+
+def sniff(path: Path) -> str | None:
+    """What a file looks like when it is not a checkpoint this library can read, else `None`.
+
+    Checkpoints are zip archives holding `data.pkl` (`torch.save` since PyTorch 1.6), legacy
+    pickles (protocol 2 to 5) and safetensors files.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        return "an empty file (0 bytes; an interrupted download?)"
+    with path.open("rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return None  # a truncated torch.save archive: torch.load says what is wrong
+        if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            return f"a zip archive without the data.pkl of torch.save ({len(names)} entries)"
+        return None
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        # torch.save's legacy format opens with its magic number, pickled as a LONG1.
+        if head[2:14] == b"\x8a\x0a" + _LEGACY_MAGIC:
+            return None
+        return "a Python pickle that torch.save did not write (no PyTorch magic number)"
+    if _looks_like_safetensors(head, size):
+        return None
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    text = head.decode("utf-8", errors="replace")
+    stripped = text.lstrip().lower()
+    if stripped.startswith(("<!doctype html", "<html")):
+        return "an HTML page (a download that got a web page instead of the file?)"
+    if "\ufffd" not in text and all(c.isprintable() or c in "\r\n\t" for c in text):
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        return f"text ({first[:60]!r}{'...' if len(first) > 60 else ''})"
+    return f"binary data of an unknown format (it starts with {head[:8].hex(' ')})"
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, trust_checkpoint: bool = False) -> Any:
@@ -85,7 +156,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, trust_checkpoint: bool = Fa
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint {str(file)!r} does not exist or is not a file")
-    if file.suffix == ".safetensors":
+    looks = sniff(file)
+    if looks is not None:
+        raise ValueError(f"{file} is not a PyTorch checkpoint: it looks like {looks}; {_ACCEPTED}")
+    with file.open("rb") as f:
+        safetensors_content = _looks_like_safetensors(f.read(9), file.stat().st_size)
+    if file.suffix == ".safetensors" or safetensors_content:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -99,9 +175,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, trust_checkpoint: bool = Fa
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if trust_checkpoint or "Weights only load failed" not in str(err):
-            raise ValueError(f"{file} is not a readable PyTorch checkpoint: {err}") from err
-        names = _unsafe_globals(file, err)
+        names = [] if trust_checkpoint else _unsafe_globals(file, err)
+        if not names:
+            raise ValueError(_corrupt(file, err)) from err
         raise UnsafeCheckpointError(
             f"refusing to unpickle {file}: it holds objects of {', '.join(names)}, which "
             "weights-only loading does not rebuild (allowed beyond tensors and plain "
@@ -109,10 +185,16 @@ def load_checkpoint(path: str | os.PathLike[str], *, trust_checkpoint: bool = Fa
             "where the file comes from, pass --trust-checkpoint (trust_checkpoint=True) to "
             "load it with full pickle, which can run code from the file."
         ) from None
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(
-            f"{file} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
-        ) from err
+    except Exception as err:
+        # torch's unpicklers fail on damaged files with whatever they meet: EOFError,
+        # RuntimeError, KeyError, ...
+        raise ValueError(_corrupt(file, err)) from err
+
+
+def _corrupt(file: Path, err: BaseException) -> str:
+    detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    what = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+    return f"{file} is not a readable PyTorch checkpoint (truncated or corrupt?): {what}"
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -251,9 +333,12 @@ def convert_checkpoint(
     net = T2TViT(**model_args)
     try:
         check_state_dict(net, state_dict)
-    except ValueError as err:
-        raise ValueError(
-            f"{path.name} does not fit {name or 'the given architecture'}: {err}"
+    except StateDictMismatchError as err:
+        raise StateDictMismatchError(
+            f"{path.name} does not fit {name or 'the given architecture'}: {err}",
+            err.missing,
+            err.unexpected,
+            err.mismatched,
         ) from None
     net.load_state_dict(state_dict, strict=True)
 

@@ -12,8 +12,10 @@ from .presets import PRESETS
 
 __all__ = [
     "SOURCES",
+    "StateDictMismatchError",
     "check_state_dict",
     "convert_state_dict",
+    "describe_weights",
     "detect_source",
     "infer_model_args",
 ]
@@ -99,25 +101,73 @@ def convert_state_dict(
     return out
 
 
+class StateDictMismatchError(ValueError):
+    """A state dict does not fit a model. The message summarises; `missing`, `unexpected`
+    and `mismatched` (`(key, checkpoint shape, model shape)`) hold the full lists."""
+
+    def __init__(
+        self,
+        message: str,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+    ) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+
+
+#: How many keys of each kind a mismatch message shows.
+SHOWN_KEYS = 3
+
+
+def _first(items: list[str], sep: str = ", ") -> str:
+    more = len(items) - SHOWN_KEYS
+    return sep.join(items[:SHOWN_KEYS]) + (f"{sep}... and {more} more" if more > 0 else "")
+
+
+def describe_weights(state_dict: Mapping[str, Tensor]) -> str:
+    """Which architecture a state dict's shapes show: `'t2t-vit-14 (performer stem, width
+    384, 14 blocks, 1000 classes, 224x224)'`, or what they show when no preset fits."""
+    try:
+        preset, args, _ = infer_model_args(state_dict)
+    except ValueError:
+        return "not a T2T-ViT's (no T2T layer, or no class token)"
+    shape = (
+        f"{args['tokens_type']} stem, width {args['embed_dim']}, {args['depth']} blocks, "
+        f"{args['num_classes']} classes, {args['img_size']}x{args['img_size']}"
+    )
+    return f"{preset} ({shape})" if preset else f"no preset ({shape})"
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
-    """Raise `ValueError` listing missing keys, unexpected keys and shape mismatches."""
+    """Raise `StateDictMismatchError` (a `ValueError`) when keys are missing or unexpected
+    or shapes differ: counts, the first few of each, and the architecture the weights
+    look like; the full lists are on the exception."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        (k, tuple(state_dict[k].shape), tuple(expected[k].shape))
         for k in sorted(set(expected) & set(state_dict))
         if tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched)}")
-        raise ValueError("checkpoint does not fit the model: " + "; ".join(parts))
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys ({_first(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
+    if mismatched:
+        shapes = [f"{k}: checkpoint {c} vs model {m}" for k, c, m in mismatched]
+        parts.append(f"{len(mismatched)} shape mismatches ({_first(shapes, '; ')})")
+    message = (
+        f"checkpoint does not fit the model: {'; '.join(parts)}. The weights look like "
+        f"{describe_weights(state_dict)}"
+    )
+    raise StateDictMismatchError(message, missing, unexpected, mismatched)
 
 
 # -- architecture inference ---------------------------------------------------------------
@@ -147,9 +197,13 @@ def infer_model_args(
     elif "tokens_to_token.attention1.attn.qkv.weight" in state_dict:
         tokens_type = "transformer"
     else:
+        keys = list(state_dict)
+        shown = ", ".join(keys[:5]) + (f", ... ({len(keys)} keys)" if len(keys) > 5 else "")
         raise ValueError(
             "cannot infer the architecture: no T2T layer found (expected "
-            "tokens_to_token.attention1.kqv.weight or tokens_to_token.attention1.attn.qkv.weight)"
+            "tokens_to_token.attention1.kqv.weight or tokens_to_token.attention1.attn.qkv.weight"
+            f"; the checkpoint has {shown}). Is it a T2T-ViT checkpoint? Pass --model NAME or "
+            "--model CONFIG.json for one of another layout"
         )
     embed_dim = _shape(state_dict, "cls_token")[-1]
     depth = len({int(m.group(1)) for k in state_dict if (m := re.match(r"blocks\.(\d+)\.", k))})

@@ -28,12 +28,17 @@ class Attempt:
 class PretrainedLoadError(OSError):
     """Pretrained weights could not be found, downloaded or read.
 
-    `attempts` lists each place tried and what it answered, in order.
+    `attempts` lists each place tried and what it answered, in order. When weights do not
+    fit their architecture, `mismatch` is the `StateDictMismatchError` with the full lists of
+    missing, unexpected and mis-shaped keys.
     """
 
-    def __init__(self, message: str, attempts: Sequence[Attempt] = ()) -> None:
+    def __init__(
+        self, message: str, attempts: Sequence[Attempt] = (), *, mismatch: Exception | None = None
+    ) -> None:
         super().__init__(message)
         self.attempts: list[Attempt] = list(attempts)
+        self.mismatch = mismatch
 
     def __str__(self) -> str:
         return str(self.args[0])

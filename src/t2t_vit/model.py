@@ -15,7 +15,7 @@ from .block import Block
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType, _check_layers
 
-__all__ = ["T2TViT", "check_model_args"]
+__all__ = ["MODEL_ARGS", "T2TViT", "check_model_args"]
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -63,12 +63,16 @@ _ARG_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+MODEL_ARGS: tuple[str, ...] = tuple(_ARG_TYPES)
+"""The names of `T2TViT`'s arguments."""
+
+
 def check_model_args(args: Mapping[str, Any]) -> None:
     """Raise `TypeError` naming the first unknown `T2TViT` argument (with the closest known
     one) or the first argument of the wrong type (with the type it takes)."""
     for key, value in args.items():
         if key not in _ARG_TYPES:
-            close = difflib.get_close_matches(key, _ARG_TYPES, n=1)
+            close = difflib.get_close_matches(key, _ARG_TYPES, n=1, cutoff=0.75)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TypeError(
                 f"unknown T2TViT argument {key!r}{hint}; accepted: {', '.join(_ARG_TYPES)}"

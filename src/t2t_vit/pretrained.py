@@ -7,6 +7,7 @@ file, which is downloaded, converted and cached once (`t2t_vit.release`).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -16,7 +17,8 @@ import torch
 
 from .errors import Attempt, PretrainedLoadError
 from .hub import HubUnavailableError, download_folder, offline
-from .model import T2TViT
+from .model import MODEL_ARGS, T2TViT, check_model_args
+from .presets import did_you_mean
 from .release import OriginalUnavailableError, converted_folder, original_url
 from .serialization import CONFIG_NAME, WEIGHTS_NAME, load_folder
 from .weights import WEIGHTS, PretrainedWeights, get_weights
@@ -30,6 +32,23 @@ SOURCES: tuple[str, ...] = ("auto", "hub", "original")
 """Accepted values of `from_pretrained(source=...)`."""
 
 _HUB_ADVICE = "Load it again with force_download=True to download it anew."
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    """Name a keyword that is neither a `from_pretrained` option nor a `T2TViT` argument."""
+    own = [
+        p
+        for p in inspect.signature(from_pretrained).parameters
+        if p not in ("name_or_path", "overrides")
+    ]
+    for key in overrides:
+        if key not in MODEL_ARGS:
+            hint = did_you_mean(key, own + list(MODEL_ARGS))
+            raise TypeError(
+                f"unknown argument {key!r}{hint}; from_pretrained takes {', '.join(own)} and "
+                f"T2TViT arguments ({', '.join(MODEL_ARGS)})"
+            )
+    check_model_args(overrides)
 
 
 def _is_path_like(name: str) -> bool:
@@ -106,6 +125,7 @@ def from_pretrained(
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; accepted: {', '.join(SOURCES)}")
+    _check_overrides(overrides)
     name = os.fspath(name_or_path)
     load: dict[str, Any] = dict(
         num_classes=num_classes,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .convert import check_state_dict
+from .convert import StateDictMismatchError, check_state_dict
 from .errors import PretrainedLoadError
 from .model import T2TViT, _pair, check_model_args
 from .pos_embed import resample_pos_embed
@@ -297,9 +297,10 @@ def load_folder(
         cfg["input_size"] = [model.in_chans, *model.img_size]
     try:
         check_state_dict(model, state)
-    except ValueError as err:
+    except StateDictMismatchError as err:
         raise PretrainedLoadError(
-            f"the weights of {where} do not fit the architecture in its config.json: {err}"
+            f"the weights of {where} do not fit the architecture in its config.json: {err}",
+            mismatch=err,
         ) from None
     model.load_state_dict(state, strict=True)
     model.pretrained_cfg = cfg or None

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .presets import PRESETS, canonical_name
+from .presets import PRESETS, canonical_name, did_you_mean
 from .pretrained_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 __all__ = [
@@ -297,7 +297,8 @@ def get_weights(name: str) -> PretrainedWeights:
         except ValueError:
             pass
     known = sorted({w.preset for w in _ENTRIES}, key=list(PRESETS).index) + list(WEIGHTS)
-    raise ValueError(f"unknown pretrained model {name!r}; known: {', '.join(known)}")
+    hint = did_you_mean(key, known)
+    raise ValueError(f"unknown pretrained model {name!r}{hint}; known: {', '.join(known)}")
 
 
 def find_weights_by_file_name(file_name: str) -> PretrainedWeights | None:
