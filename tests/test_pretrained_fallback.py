@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -396,3 +397,41 @@ def test_a_model_with_another_head_does_not_claim_imagenet_labels(tmp_path: Path
     assert "metrics" not in cfg
     with pytest.raises(ValueError, match=r"^pretrained_cfg labels 'imagenet-1k' name 1000 "):
         t2t_vit.save_pretrained(model, folder, pretrained_cfg={"labels": "imagenet-1k"})
+
+
+def test_concurrent_first_loads_download_and_convert_once(
+    no_hub: str, releases: ReleaseServer, t7_file: bytes, t7_state: dict[str, torch.Tensor]
+) -> None:
+    releases.files[T7] = t7_file
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        models = list(pool.map(lambda _: t2t_vit.from_pretrained("t2t-vit-7"), range(3)))
+    for model in models:
+        assert_state(model, t7_state)
+    # The others waited on the cache's lock, then found the converted folder.
+    assert releases.gets(T7) == 1
+
+
+def test_the_command_line_says_where_the_weights_came_from(
+    no_hub: str,
+    releases: ReleaseServer,
+    t7_file: bytes,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from PIL import Image
+
+    from t2t_vit.cli import main
+
+    releases.files[T7] = t7_file
+    image = tmp_path / "grey.png"
+    Image.new("RGB", (240, 260), (120, 120, 120)).save(image)
+    assert main(["predict", str(image), "--model", "t2t-vit-7", "--top-k", "1"]) == 0
+    out, err = capsys.readouterr()
+    folder = releases.cache / "converted" / "t2t-vit-7.official"
+    # The download's progress bar (on a terminal) is cleared; the last line says where from.
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith(
+        f"t2t-vit: t2t-vit-7: weights t2t-vit-7.official from the original release file "
+        f"{releases.mirror}/{T7} (downloaded and converted into {folder}); "
+    )
+    assert out.splitlines()[0] == str(image)
