@@ -150,7 +150,7 @@ def test_repository_without_weights_says_which_file_is_missing(
         t2t_vit.from_pretrained("acme/empty", cache_dir=tmp_path / "cache")
     assert str(err.value) == (
         f"cannot load pretrained weights 'acme/empty': Hub repository acme/empty (revision "
-        f"main) at {hub.url}: HTTP 404 (file not found in the repository). Check the "
+        f"main) at {hub.url}: HTTP 404 (no model.safetensors in the repository). Check the "
         "repository id, or pass the path of a folder written by t2t_vit.save_pretrained or "
         "t2t-vit convert."
     )
@@ -222,3 +222,26 @@ def test_missing_repo_named_after_a_registry_entry_points_to_its_original(
         "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/"
         "82.6_T2T_ViTt_24.pth.tar."
     )
+
+
+def test_a_hub_server_error_is_called_one_and_gets_advice_that_fits(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    hub.status = 503
+    with pytest.raises(PretrainedLoadError) as err:
+        t2t_vit.from_pretrained("acme/tiny", cache_dir=tmp_path / "cache")
+    assert str(err.value) == (
+        f"cannot load pretrained weights 'acme/tiny': Hub repository acme/tiny (revision main) "
+        f"at {hub.url}: server error (HTTP 503 Service Unavailable). The server failed: try "
+        "again later, or pass the path of a local folder."
+    )
+
+
+def test_an_unreachable_hub_still_serves_its_cached_copy(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusing_url: str
+) -> None:
+    hub.add("acme/tiny", _converted_tiny("tiny_transformer", tmp_path / "tiny"))
+    cache = tmp_path / "cache"
+    t2t_vit.from_pretrained("acme/tiny", cache_dir=cache)
+    monkeypatch.setenv("HF_ENDPOINT", refusing_url)
+    _golden_logits(t2t_vit.from_pretrained("acme/tiny", cache_dir=cache), "tiny_transformer")

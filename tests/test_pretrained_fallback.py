@@ -19,6 +19,7 @@ from fakehub import FakeHub, ReleaseServer
 
 import t2t_vit
 from t2t_vit import PretrainedLoadError
+from t2t_vit.errors import Attempt
 from t2t_vit.weights import WEIGHTS
 
 #: Generous: a fallback takes well under a second here; the bound only catches retries.
@@ -435,3 +436,19 @@ def test_the_command_line_says_where_the_weights_came_from(
         f"{releases.mirror}/{T7} (downloaded and converted into {folder}); "
     )
     assert out.splitlines()[0] == str(image)
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named(
+    no_hub: str, releases: ReleaseServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("T2T_VIT_CACHE", str(blocker / "cache"))
+    with pytest.raises(PretrainedLoadError) as err:
+        t2t_vit.from_pretrained("t2t-vit-7")
+    assert err.value.attempts[-1] == Attempt(
+        f"original file {releases.mirror}/{T7}",
+        f"cannot write the cache folder {blocker / 'cache'} (Not a directory); set "
+        "T2T_VIT_CACHE or pass cache_dir= to use another",
+    )
+    assert releases.requests == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import http.client
 import socket
 import ssl
@@ -74,6 +75,10 @@ _DNS = ("name or service not known", "nodename nor servname", "getaddrinfo faile
         "temporary failure in name resolution", "no address associated")  # fmt: skip
 
 
+#: Errors of the local disk, not of the network.
+_LOCAL = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EDQUOT}
+
+
 def describe_failure(err: BaseException, *, timeout: float | None = None) -> str:
     """A few words on what a failed request met: `connection refused`, `timed out after 5 s`,
     `HTTP 404 (repository not found)`, `server error (HTTP 503)`, `offline mode is on`, ...
@@ -113,6 +118,9 @@ def describe_failure(err: BaseException, *, timeout: float | None = None) -> str
     closed = (http.client.IncompleteRead, http.client.RemoteDisconnected)
     if any(isinstance(e, closed) for e in chain) or "RemoteProtocolError" in names:
         return "the server closed the connection before the answer was complete"
+    local = next((e for e in chain if isinstance(e, OSError) and e.errno in _LOCAL), None)
+    if local is not None:
+        return f"cannot write {local.filename or 'a file'} ({local.strerror})"
     if any(isinstance(e, ssl.SSLError) for e in chain):
         tls = next(e for e in chain if isinstance(e, ssl.SSLError))
         return f"TLS error ({tls})"

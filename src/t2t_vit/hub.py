@@ -150,33 +150,36 @@ def download_folder(
             url, timeout=timeout, library_name=LIBRARY_NAME, library_version=__version__
         )
     except Exception as err:
-        answer = describe_failure(err, timeout=timeout)
+        answer = _name_file(describe_failure(err, timeout=timeout), CONFIG_NAME)
         if _server_or_transport(err) and not force_download:
             files = _cached(repo_id, rev, cache_dir)
             if files is not None:
                 _log.warning("%s: %s; using the cached copy", where, answer)
                 return files
         raise HubUnavailableError(Attempt(where, answer)) from err
-    try:
-        config, weights = (
-            Path(
-                hf_hub_download(
-                    repo_id,
-                    name,
-                    revision=rev,
-                    cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-                    force_download=force_download,
-                    endpoint=base,
-                    etag_timeout=timeout,
-                    library_name=LIBRARY_NAME,
-                    library_version=__version__,
-                )
+    paths: list[Path] = []
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        try:
+            path = hf_hub_download(
+                repo_id,
+                name,
+                revision=rev,
+                cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+                force_download=force_download,
+                endpoint=base,
+                etag_timeout=timeout,
+                library_name=LIBRARY_NAME,
+                library_version=__version__,
             )
-            for name in (CONFIG_NAME, WEIGHTS_NAME)
-        )
-    except Exception as err:
-        raise HubUnavailableError(Attempt(where, describe_failure(err, timeout=timeout))) from err
-    return config, weights
+        except Exception as err:
+            answer = _name_file(describe_failure(err, timeout=timeout), name)
+            raise HubUnavailableError(Attempt(where, answer)) from err
+        paths.append(Path(path))
+    return paths[0], paths[1]
+
+
+def _name_file(answer: str, name: str) -> str:
+    return answer.replace("file not found in the repository", f"no {name} in the repository")
 
 
 def upload_folder(

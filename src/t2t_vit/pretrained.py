@@ -73,6 +73,8 @@ def _advice(entry: PretrainedWeights | None, attempts: list[Attempt], repo: bool
             f"from_pretrained({entry.name!r}) loads these weights from the Hub organisation "
             f"and falls back to the original release file {entry.url}."
         )
+    if entry is None and attempts[-1].answer.startswith("server error"):
+        return "The server failed: try again later, or pass the path of a local folder."
     if entry is None:
         check = "the repository id" if attempts[-1].answer.startswith("HTTP 4") else "your network"
         return (

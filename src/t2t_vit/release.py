@@ -266,8 +266,20 @@ def converted_folder(
                 where, f"offline mode is on (HF_HUB_OFFLINE=1) and {final} holds no converted copy"
             )
         )
-    (root / "locks").mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / "locks" / f"{entry.name}.lock")):
+    try:
+        for sub in ("locks", "downloads", "converted"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(root / "locks" / f"{entry.name}.lock"))
+        lock.acquire()
+    except OSError as err:
+        raise OriginalUnavailableError(
+            Attempt(
+                where,
+                f"cannot write the cache folder {root} ({err.strerror or err}); set "
+                f"{CACHE_ENV} or pass cache_dir= to use another",
+            )
+        ) from err
+    try:
         # Another process may have made it while this one waited for the lock.
         if not force_download and _valid(final, entry):
             return final, False
@@ -294,5 +306,7 @@ def converted_folder(
             ) from err
         _replace_folder(tmp, final)
         dest.unlink(missing_ok=True)
+    finally:
+        lock.release()
     _log.debug("converted %s (SHA-256 %s) into %s", url, digest, final)
     return final, True
