@@ -108,3 +108,15 @@ def test_unknown_name_lists_known_names() -> None:
         match=r"^unknown pretrained model 't2t-vit-99' \(did you mean 't2t-vit-19'\?\); known: ",
     ):
         t2t_vit.from_pretrained("t2t-vit-99")
+
+
+def test_loading_builds_on_the_meta_device_without_random_initialisation(folder: Path) -> None:
+    # Random initialisation of weights the checkpoint replaces would draw from the global
+    # generator (and take seconds for the large presets); loading must not draw at all.
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    model = t2t_vit.from_pretrained(folder)
+    assert torch.equal(torch.rand(3), expected)
+    assert {p.device.type for p in model.state_dict().values()} == {"cpu"}
+    assert all(p.requires_grad for p in model.parameters())

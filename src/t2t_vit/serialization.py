@@ -278,15 +278,21 @@ def load_folder(
         model_args["img_size"] = img_size
     try:
         check_model_args(model_args)
-        model = T2TViT(**model_args)
+        # On the meta device: no memory and no random initialisation for weights that the
+        # checkpoint replaces (seconds for the large presets); `assign` below fills them.
+        with torch.device("meta"):
+            model = T2TViT(**model_args)
     except (TypeError, ValueError) as err:
         raise PretrainedLoadError(
             f"{where}: config.json model_args do not fit T2TViT: {err}"
         ) from None
     if new_head:
-        # The fresh head is the model's own; everything else is checked strictly.
-        own = model.state_dict()
-        state.update({k: own[k] for k in ("head.weight", "head.bias") if k in own})
+        # A fresh head, initialised as the model initialises its own; everything else is
+        # checked strictly.
+        head = nn.Linear(model.embed_dim, num_classes or 1)
+        T2TViT._init_weights(head)
+        if num_classes:
+            state.update({"head.weight": head.weight.data, "head.bias": head.bias.data})
     if img_size is not None and "pos_embed" in state:
         trained_grid = model.tokens_to_token.output_grid(
             *_pair(config["model_args"].get("img_size", 224))
@@ -302,7 +308,7 @@ def load_folder(
             f"the weights of {where} do not fit the architecture in its config.json: {err}",
             mismatch=err,
         ) from None
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=True)
     model.pretrained_cfg = cfg or None
     model.pretrained_cfg = resolve_pretrained_cfg(model)
     model.to(device=device or "cpu", dtype=dtype)
