@@ -349,3 +349,11 @@ def test_configs_that_would_give_wrong_numbers_are_refused() -> None:
         t2t_vit.EvalTransform({**cfg, "std": [0.0, 1.0, 1.0]})
     with pytest.raises(ValueError, match=r"positive height and width, got \[0, 224\]"):
         t2t_vit.EvalTransform({**cfg, "input_size": [3, 0, 224]})
+
+
+def test_predict_names_the_bad_image_by_its_index_across_batches() -> None:
+    from inference_models import colour_model
+
+    images = [BASE] * 5 + [GRAY.astype(np.int32)]
+    with pytest.raises(ValueError, match=r"^images\[5\]: a int32 NumPy array image"):
+        t2t_vit.predict(colour_model(), images, batch_size=2)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .labels import resolve_labels
-from .preprocess import EvalTransform, ImageInput, _as_list
+from .preprocess import EvalTransform, ImageInput, _as_list, _transform_batch
 
 __all__ = ["Prediction", "predict"]
 
@@ -51,7 +51,8 @@ def predict(
         model.eval()
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
-                batch = torch.stack([transform(img) for img in items[start : start + batch_size]])
+                chunk = items[start : start + batch_size]
+                batch = _transform_batch(transform, chunk, first=start, several=len(items) > 1)
                 logits = model(batch.to(device=param.device, dtype=param.dtype))
                 probs = logits.float().softmax(dim=-1)
                 values, indices = probs.topk(k, dim=-1)
