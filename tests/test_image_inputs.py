@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inference_models import photo_like
+from inference_models import colour_model, photo_like
 from PIL import Image, ImageCms
 from test_preprocess import ATOL, MEAN, STD, reference
 
@@ -352,8 +352,6 @@ def test_configs_that_would_give_wrong_numbers_are_refused() -> None:
 
 
 def test_predict_names_the_bad_image_by_its_index_across_batches() -> None:
-    from inference_models import colour_model
-
     images = [BASE] * 5 + [GRAY.astype(np.int32)]
     with pytest.raises(ValueError, match=r"^images\[5\]: a int32 NumPy array image"):
         t2t_vit.predict(colour_model(), images, batch_size=2)
