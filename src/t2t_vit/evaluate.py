@@ -51,6 +51,14 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
     def __init__(
         self, root: str | os.PathLike[str], transform: EvalTransform, limit: int | None = None
     ) -> None:
+        """List the images; they are read when indexed.
+
+        Args:
+            root: The tree's root folder, holding one folder per class.
+            transform: The preprocessing applied to each image.
+            limit: Keep this many images, spread evenly over the sorted list; `None`
+                keeps all.
+        """
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"evaluation folder not found: {str(self.root)!r}")
@@ -129,8 +137,15 @@ def _collate(items: list[Any]) -> Any:
 class EvalResult:
     """Top-1 and top-k accuracy (fractions), mean cross-entropy, throughput.
 
-    `top_k` is the k of `top_k_accuracy`: the k asked for, capped at the number of
-    classes (top-2 for a 2-class model).
+    Attributes:
+        top1: Fraction of images whose most probable class is right.
+        top_k: The k of `top_k_accuracy`: the k asked for, capped at the number of
+            classes (2 for a 2-class model).
+        top_k_accuracy: Fraction of images whose class is among the `top_k` most probable.
+        loss: Mean cross-entropy of the logits.
+        images: Images evaluated.
+        seconds: Wall time, image loading included.
+        num_classes: The model's classes (and the tree's class folders).
     """
 
     top1: float

@@ -361,6 +361,14 @@ class EvalTransform:
     """
 
     def __init__(self, cfg: dict[str, Any]) -> None:
+        """Read the preprocessing settings of a pretrained config.
+
+        Args:
+            cfg: A pretrained config (`model.pretrained_cfg`, `default_pretrained_cfg()`):
+                `input_size` `[C, H, W]` with C 1 or 3, `mean` and `std` (C values each,
+                std positive), and optionally `crop_pct` (default 0.9) and
+                `interpolation` (default `'bicubic'`).
+        """
         try:
             channels, height, width = (int(v) for v in cfg["input_size"])
             crop_pct = float(cfg.get("crop_pct", 0.9))

@@ -129,6 +129,16 @@ class T2TModule(nn.Module):
         tokens_type: TokensType | str = "performer",
         layers: Sequence[Sequence[int]] = DEFAULT_T2T_LAYERS,
     ) -> None:
+        """Build the stem; the weights are randomly initialised.
+
+        Args:
+            in_chans: Channels of the input image.
+            embed_dim: Width of the tokens the stem outputs.
+            token_dim: Token width between the soft splits (the T2T layers' output).
+            tokens_type: The T2T layers: `'performer'`, `'transformer'`, or `'patch'`
+                (one strided convolution instead of the stem).
+            layers: `(kernel, stride, padding)` of each soft split, in order.
+        """
         super().__init__()
         if tokens_type not in TOKENS_TYPES:
             raise ValueError(
