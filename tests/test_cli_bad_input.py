@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,24 @@ def test_a_closed_output_pipe_ends_quietly_with_the_sigpipe_status(tmp_path: Pat
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")  # 128 + SIGPIPE, as a shell reports it
+
+
+def test_predict_and_evaluate_counts_must_be_ints_of_their_minimum(tmp_path: Path) -> None:
+    model = colour_model()
+    image = solid((1, 2, 3))
+    write_tree(tmp_path / "val", TREE)
+    cases = [
+        (lambda: t2t_vit.predict(model, image, top_k=2.5), TypeError,  # type: ignore[arg-type]
+         "top_k must be an int, got 2.5 (float)"),
+        (lambda: t2t_vit.predict(model, image, batch_size=True), TypeError,
+         "batch_size must be an int, got True (bool)"),
+        (lambda: t2t_vit.predict(model, image, batch_size=0), ValueError,
+         "batch_size must be at least 1, got 0"),
+        (lambda: t2t_vit.evaluate(model, tmp_path / "val", workers=-1), ValueError,
+         "workers must be at least 0, got -1"),
+        (lambda: t2t_vit.evaluate(model, tmp_path / "val", limit=0), ValueError,
+         "limit must be at least 1, got 0"),
+    ]  # fmt: skip
+    for call, error, message in cases:
+        with pytest.raises(error, match=f"^{re.escape(message)}$"):
+            call()

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from .preprocess import EvalTransform
+from .preprocess import EvalTransform, _check_count
 
 __all__ = ["IMG_EXTENSIONS", "EvalResult", "ImageFolder", "evaluate"]
 
@@ -83,8 +83,7 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
                 f"{str(self.root)!r}: {', '.join(empty)}"
             )
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"limit must be at least 1, got {limit}")
+            _check_count("limit", limit)
             if limit < len(samples):
                 samples = [samples[i * len(samples) // limit] for i in range(limit)]
         self.samples = samples
@@ -193,12 +192,9 @@ def evaluate(
     installed. An image that cannot be read raises the same one-line error, naming
     the file, with any number of `workers`.
     """
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if workers < 0:
-        raise ValueError(f"workers must be 0 or more, got {workers}")
+    _check_count("top_k", top_k)
+    _check_count("batch_size", batch_size)
+    _check_count("workers", workers, minimum=0)
     dataset = ImageFolder(root, EvalTransform.from_model(model), limit=limit)
     num_classes = int(getattr(model, "num_classes", len(dataset.classes)))
     if len(dataset.classes) != num_classes:

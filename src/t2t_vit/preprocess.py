@@ -75,6 +75,14 @@ def require_numpy() -> Any:
     return numpy
 
 
+def _check_count(name: str, value: object, minimum: int = 1) -> None:
+    """Raise unless `value` is an int (not a bool) of at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
 def _is_ndarray(obj: object) -> bool:
     # Without importing NumPy: an array can only exist if NumPy is already loaded.
     numpy = sys.modules.get("numpy")
