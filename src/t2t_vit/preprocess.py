@@ -494,7 +494,9 @@ def _transform_batch(
         except (ValueError, TypeError) as err:
             if not several or isinstance(item, (str, os.PathLike)):
                 raise
-            raise type(err)(f"images[{i}]: {err}") from err
+            # The base class: a subclass's constructor may want more than a message.
+            base = TypeError if isinstance(err, TypeError) else ValueError
+            raise base(f"images[{i}]: {err}") from err
     return torch.stack(tensors)
 
 
