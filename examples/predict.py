@@ -45,7 +45,8 @@ def main() -> None:
     ):
         print(image)
         for index, label, probability in ranked:
-            print(f"  {probability:.4f}  {index:4d}  {label}")
+            # The lines `t2t-vit predict` prints: percent, class index, name.
+            print(f"  {probability:7.2%}  {index:>5}  {label}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+# Imported before the process group exists, on purpose: its functions take `group.WORLD`
+# as a default argument, bound when the module is first imported. DistributedDataParallel
+# imports it (through torch._dynamo) after init_process_group; the live group would then
+# stay referenced there after destroy_process_group() and be torn down, gloo threads and
+# all, only during interpreter shutdown, where a thread that needs the GIL aborts the
+# process ("terminate called without an active exception", SIGABRT).
+import torch.distributed.nn
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
@@ -169,6 +177,16 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     rank, world, device = setup()
+    train(args, rank, world, device)
+    if dist.is_initialized():
+        # DDP, holding the process group, is gone with train()'s frame: destroying the
+        # group here stops gloo's threads while the interpreter is fully alive.
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> None:
+    """The training loop of this process; rank 0 writes the checkpoint after each epoch."""
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     mean, std = t2t_vit.IMAGENET_DEFAULT_MEAN, t2t_vit.IMAGENET_DEFAULT_STD
     train_set = ImageFolder(args.data, args.img_size, mean, std, train=True)
@@ -263,9 +281,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"saved {output / 'checkpoint.pt'} (epoch {epoch}, step {step})", flush=True)
         if step >= total:
             break
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

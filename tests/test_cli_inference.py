@@ -68,7 +68,8 @@ def test_evaluate_reports_the_exact_accuracy_and_loss(
     result = json.loads(out)
     assert result["images"] == 6
     assert result["top1"] == 4 / 6  # the two images drawn in another class's colour miss
-    assert result["top5"] == 1.0  # top-3 of 3 classes
+    assert (result["top_k"], result["top_k_accuracy"]) == (3, 1.0)  # top-5 capped at 3 classes
+    assert "top5" not in result
     model = colour_model()
     targets = torch.tensor([COLOUR_CLASSES.index(folder) for folder, _ in TREE])
     with torch.no_grad():
@@ -195,6 +196,7 @@ def test_predict_errors(
     tmp_path: Path, colour_weights: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "missing.jpg"
+    image = write_tree(tmp_path / "imgs", [("x", "red")])[0]
     status, _, err = run(capsys, "predict", str(missing), "--weights", str(colour_weights))
     assert status == 2
     assert err.strip() == f"t2t-vit predict: error: image file not found: '{missing}'"
@@ -204,20 +206,20 @@ def test_predict_errors(
         "t2t-vit predict: error: give --model NAME, or --weights DIR with a saved model",
     )
     status, _, err = run(
-        capsys, "predict", str(missing), "--model", "t2t-vit-14", "--weights", str(colour_weights)
+        capsys, "predict", str(image), "--model", "t2t-vit-14", "--weights", str(colour_weights)
     )
     assert status == 2
     assert err.startswith(
         f"t2t-vit predict: error: the weights in '{colour_weights}' are not a t2t-vit-14: "
         f"tokens_type='patch' (preset: 'performer'), embed_dim=8 (preset: 384)"
     )
-    status, _, err = run(capsys, "predict", str(missing), "--weights", str(tmp_path))
+    status, _, err = run(capsys, "predict", str(image), "--weights", str(tmp_path))
     assert err.strip() == (
         f"t2t-vit predict: error: --weights '{tmp_path}' is not a folder written by "
         f"save_pretrained (no config.json in it)"
     )
     # Without --weights the model comes from from_pretrained(NAME); its errors are reported.
-    status, _, err = run(capsys, "predict", str(missing), "--model", str(tmp_path / "nowhere"))
+    status, _, err = run(capsys, "predict", str(image), "--model", str(tmp_path / "nowhere"))
     assert status == 2
     assert err.startswith("t2t-vit predict: error: ")
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from t2t_vit import T2TViT
@@ -124,3 +125,50 @@ def test_train_ddp_example_under_torchrun_saves_a_loadable_checkpoint(tmp_path: 
     model.load_state_dict(ckpt["model"])  # strict: every key and shape matches
     assert model.num_classes == 2
     assert len(ckpt["optimizer"]["param_groups"]) == 8  # 4 layer ids x decay / no decay
+
+
+# Runs the example's main() in each torchrun worker, then lists the process's native
+# threads by name: gloo names its worker threads pt_gloo_runloop and its I/O thread
+# gloo_tcp_loop.
+_THREADS_AFTER_MAIN = """
+import os, runpy, sys
+example = runpy.run_path(sys.argv[1], run_name="train_ddp")
+example["main"](sys.argv[2:])
+tasks = os.listdir("/proc/self/task")
+names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks)
+print(f"rank {os.environ['RANK']} threads after main: {' '.join(names)}", flush=True)
+"""
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="native thread names are read from /proc"
+)
+def test_train_ddp_example_stops_gloo_threads_before_interpreter_shutdown(
+    tmp_path: Path,
+) -> None:
+    # The cause of a rare SIGABRT at exit: the process group outlived
+    # destroy_process_group() (torch.distributed.nn held it), so gloo's threads were still
+    # running when the interpreter shut down. After main() no gloo thread may be left.
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for name, colour in (("blue", (30, 30, 200)), ("red", (200, 30, 30))):
+        (data / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (36, 36), colour).save(data / name / f"{i}.png")
+    driver = tmp_path / "driver.py"
+    driver.write_text(_THREADS_AFTER_MAIN)
+    out = _run(
+        [
+            "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(driver),
+            str(EXAMPLES / "train_ddp.py"), "--data", str(data), "--val-data", str(data),
+            "--model", "tiny", "--img-size", "32", "--epochs", "1", "--batch-size", "2",
+            "--workers", "0", "--output", "ckpt",
+        ],
+        tmp_path,
+    )  # fmt: skip
+    found = dict(re.findall(r"rank (\d) threads after main: (.*)", out))
+    assert sorted(found) == ["0", "1"]
+    for rank, names in found.items():
+        assert "python" in names.split(), rank
+        assert not [n for n in names.split() if "gloo" in n], (rank, names)

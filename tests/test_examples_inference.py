@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from inference_models import real_photos
 from PIL import Image
 
 import t2t_vit
+from t2t_vit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,9 +39,27 @@ def test_predict_example_prints_ranked_imagenet_classes() -> None:
     for line in lines[2:]:
         prob, index, label = line.split(maxsplit=2)
         assert names[int(index)] == label
-        probs.append(float(prob))
+        assert prob.endswith("%")
+        probs.append(float(prob[:-1]))
     assert len(probs) == 3
     assert probs == sorted(probs, reverse=True)
+
+
+def test_predict_example_prints_the_lines_the_cli_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    model = t2t_vit.T2TViT(
+        img_size=32, embed_dim=32, depth=1, num_heads=2, token_dim=8, num_classes=10
+    )
+    model.pretrained_cfg = {**t2t_vit.default_pretrained_cfg((32, 32)), "labels": "cifar-10"}
+    weights = t2t_vit.save_pretrained(model, tmp_path / "tiny")
+    photo = str(real_photos()["china"])
+    example = run_example("predict.py", photo, "--weights", str(weights), "--top-k", "3")
+    assert main(["predict", photo, "--weights", str(weights), "--top-k", "3"]) == 0
+    cli = capsys.readouterr().out
+    assert example.splitlines()[1:] == cli.splitlines()
+    assert cli.splitlines()[1].strip().split()[0].endswith("%")
 
 
 def test_attention_map_example_writes_three_panels(tmp_path: Path) -> None:

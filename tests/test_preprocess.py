@@ -162,8 +162,8 @@ def test_missing_and_unreadable_files_are_named(tmp_path: Path) -> None:
 
 
 def test_bad_inputs_say_what_is_accepted() -> None:
-    with pytest.raises(ValueError, match=r"must be uint8 .* got dtype float64"):
-        t2t_vit.preprocess(np.zeros((8, 8, 3)))
+    with pytest.raises(ValueError, match=r"a int64 NumPy array image .* has no fixed range"):
+        t2t_vit.preprocess(np.zeros((8, 8, 3), dtype=np.int64))
     with pytest.raises(ValueError, match=r"got shape \(8, 8, 2\)"):
         t2t_vit.preprocess(np.zeros((8, 8, 2), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"values in \[0, 1\], got \[-2, 1\]"):

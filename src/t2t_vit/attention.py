@@ -58,6 +58,17 @@ class Attention(nn.Module):
         proj_drop: float = 0.0,
         out_dim: int | None = None,
     ) -> None:
+        """Build the layer; the weights are randomly initialised.
+
+        Args:
+            dim: Width of the input tokens.
+            num_heads: Attention heads; must divide `out_dim`.
+            qkv_bias: Give the query, key and value projections a bias.
+            qk_scale: Attention scale; `None` is `(dim // num_heads) ** -0.5`.
+            attn_drop: Dropout on the attention probabilities (in training only).
+            proj_drop: Dropout after the output projection.
+            out_dim: Width of the output tokens; `None` keeps `dim`.
+        """
         super().__init__()
         out_dim = dim if out_dim is None else out_dim
         if out_dim % num_heads != 0:

@@ -22,6 +22,11 @@ class DropPath(nn.Module):
     """Stochastic depth as a module (Huang et al., 2016)."""
 
     def __init__(self, drop_prob: float = 0.0) -> None:
+        """Drop a whole sample's branch with probability `drop_prob`.
+
+        Args:
+            drop_prob: Probability of zeroing a sample's branch, in training only.
+        """
         super().__init__()
         self.drop_prob = drop_prob
 
@@ -42,6 +47,14 @@ class Mlp(nn.Module):
         out_features: int | None = None,
         drop: float = 0.0,
     ) -> None:
+        """Build the MLP; the weights are randomly initialised.
+
+        Args:
+            in_features: Width of the input tokens.
+            hidden_features: Hidden width; `None` keeps `in_features`.
+            out_features: Width of the output tokens; `None` keeps `in_features`.
+            drop: Dropout after the activation and after the second layer.
+        """
         super().__init__()
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
@@ -69,6 +82,19 @@ class Block(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
     ) -> None:
+        """Build the block; the weights are randomly initialised.
+
+        Args:
+            dim: Token width.
+            num_heads: Attention heads; must divide `dim`.
+            mlp_ratio: Hidden width of the MLP, as a multiple of `dim`.
+            qkv_bias: Give the query, key and value projections a bias.
+            qk_scale: Attention scale; `None` is `(dim // num_heads) ** -0.5`.
+            drop: Dropout after the attention projection and in the MLP.
+            attn_drop: Dropout on the attention probabilities.
+            drop_path: Stochastic depth: the probability of skipping each residual
+                branch for a sample in training.
+        """
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(

@@ -8,19 +8,35 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from .preprocess import EvalTransform, load_image
+from .preprocess import EvalTransform, _check_count
 
 __all__ = ["IMG_EXTENSIONS", "EvalResult", "ImageFolder", "evaluate"]
 
 #: File endings read as images (case-insensitive), those of torchvision's ImageFolder.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files under `folder` (recursively, endings in `IMG_EXTENSIONS`), sorted.
+
+    Hidden files and folders (names starting with `.`, such as macOS `._*` files) are
+    skipped: they are no images even where their ending says so.
+    """
+    root = Path(folder)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMG_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 class ImageFolder(Dataset[tuple[Tensor, int]]):
@@ -35,6 +51,14 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
     def __init__(
         self, root: str | os.PathLike[str], transform: EvalTransform, limit: int | None = None
     ) -> None:
+        """List the images; they are read when indexed.
+
+        Args:
+            root: The tree's root folder, holding one folder per class.
+            transform: The preprocessing applied to each image.
+            limit: Keep this many images, spread evenly over the sorted list; `None`
+                keeps all.
+        """
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"evaluation folder not found: {str(self.root)!r}")
@@ -49,11 +73,7 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
         samples: list[tuple[Path, int]] = []
         empty = []
         for index, name in enumerate(self.classes):
-            files = sorted(
-                p
-                for p in (self.root / name).rglob("*")
-                if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
-            )
+            files = _image_files(self.root / name)
             if not files:
                 empty.append(name)
             samples += [(p, index) for p in files]
@@ -63,8 +83,7 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
                 f"{str(self.root)!r}: {', '.join(empty)}"
             )
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"limit must be at least 1, got {limit}")
+            _check_count("limit", limit)
             if limit < len(samples):
                 samples = [samples[i * len(samples) // limit] for i in range(limit)]
         self.samples = samples
@@ -75,15 +94,62 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         path, target = self.samples[index]
-        return self.transform(load_image(path)), target
+        # The path, not the opened image: an error then names the file.
+        return self.transform(path), target
+
+
+class _Failure(NamedTuple):
+    """An error loading an item, returned in place of the item."""
+
+    error: Exception
+
+
+class _ReturnErrors(Dataset[Any]):
+    """The items of `dataset`, with a loading error returned as a `_Failure`.
+
+    A DataLoader worker re-raises an error as a report of the worker's traceback;
+    returned instead, the same exception can be raised in the main process, so that
+    any number of workers gives the one line that no workers give.
+    """
+
+    def __init__(self, dataset: Dataset[Any]) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except (OSError, ValueError, TypeError, RuntimeError) as err:
+            return _Failure(err)
+
+
+def _collate(items: list[Any]) -> Any:
+    for item in items:
+        if isinstance(item, _Failure):
+            return item
+    return default_collate(items)
 
 
 @dataclass
 class EvalResult:
-    """Top-1 and top-5 accuracy (fractions), mean cross-entropy, throughput."""
+    """Top-1 and top-k accuracy (fractions), mean cross-entropy, throughput.
+
+    Attributes:
+        top1: Fraction of images whose most probable class is right.
+        top_k: The k of `top_k_accuracy`: the k asked for, capped at the number of
+            classes (2 for a 2-class model).
+        top_k_accuracy: Fraction of images whose class is among the `top_k` most probable.
+        loss: Mean cross-entropy of the logits.
+        images: Images evaluated.
+        seconds: Wall time, image loading included.
+        num_classes: The model's classes (and the tree's class folders).
+    """
 
     top1: float
-    top5: float
+    top_k: int
+    top_k_accuracy: float
     loss: float
     images: int
     seconds: float
@@ -95,12 +161,14 @@ class EvalResult:
         return self.images / self.seconds if self.seconds > 0 else math.inf
 
     def as_dict(self) -> dict[str, Any]:
-        """The figures as a JSON-ready dict."""
+        """The figures as a JSON-ready dict (the `--json` output of `t2t-vit evaluate`)."""
         return {
             "top1": self.top1,
-            "top5": self.top5,
+            "top_k": self.top_k,
+            "top_k_accuracy": self.top_k_accuracy,
             "loss": self.loss,
             "images": self.images,
+            "num_classes": self.num_classes,
             "seconds": self.seconds,
             "images_per_second": self.images_per_second,
         }
@@ -114,17 +182,19 @@ def evaluate(
     workers: int = 0,
     limit: int | None = None,
     progress: bool = False,
+    top_k: int = 5,
 ) -> EvalResult:
     """Evaluate `model` on an ImageFolder tree with its own preprocessing.
 
     The class folders, sorted, must be as many as the model's classes. Runs in
-    eval mode under `torch.inference_mode()` (training flag restored); top-5 is
-    top-min(5, classes). `progress` shows a tqdm bar when tqdm is installed.
+    eval mode under `torch.inference_mode()` (training flag restored); the top-k
+    accuracy is top-min(`top_k`, classes). `progress` shows a tqdm bar when tqdm is
+    installed. An image that cannot be read raises the same one-line error, naming
+    the file, with any number of `workers`.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if workers < 0:
-        raise ValueError(f"workers must be 0 or more, got {workers}")
+    _check_count("top_k", top_k)
+    _check_count("batch_size", batch_size)
+    _check_count("workers", workers, minimum=0)
     dataset = ImageFolder(root, EvalTransform.from_model(model), limit=limit)
     num_classes = int(getattr(model, "num_classes", len(dataset.classes)))
     if len(dataset.classes) != num_classes:
@@ -132,7 +202,13 @@ def evaluate(
             f"{str(dataset.root)!r} has {len(dataset.classes)} class folders but the model "
             f"has {num_classes} classes"
         )
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    loader = DataLoader(
+        _ReturnErrors(dataset),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+    )
     batches: Any = loader
     if progress:
         try:
@@ -142,8 +218,8 @@ def evaluate(
         else:
             batches = tqdm(loader, desc="evaluate", unit="batch", total=len(loader))
     param = next(model.parameters())
-    k = min(5, num_classes)
-    correct1 = correct5 = 0
+    k = min(top_k, num_classes)
+    correct1 = correct_k = 0
     loss_sum = 0.0
     seen = 0
     was_training = model.training
@@ -151,21 +227,25 @@ def evaluate(
     try:
         model.eval()
         with torch.inference_mode():
-            for images, targets in batches:
+            for batch in batches:
+                if isinstance(batch, _Failure):
+                    raise batch.error
+                images, targets = batch
                 logits = model(images.to(device=param.device, dtype=param.dtype)).float()
                 targets = targets.to(logits.device)
                 loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
                 top = logits.topk(k, dim=-1).indices
                 hits = top == targets[:, None]
                 correct1 += int(hits[:, 0].sum())
-                correct5 += int(hits.any(dim=-1).sum())
+                correct_k += int(hits.any(dim=-1).sum())
                 seen += int(targets.numel())
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start
     return EvalResult(
         top1=correct1 / seen,
-        top5=correct5 / seen,
+        top_k=k,
+        top_k_accuracy=correct_k / seen,
         loss=loss_sum / seen,
         images=seen,
         seconds=seconds,

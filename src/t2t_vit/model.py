@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, overload
 
 import torch
 from einops import rearrange
@@ -16,6 +16,9 @@ from .pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType, _check_layers
 
 __all__ = ["MODEL_ARGS", "T2TViT", "check_model_args"]
+
+# What forward_intermediates collects: one map per block, or (map, class token) pairs.
+_Intermediates: TypeAlias = "list[Tensor] | list[tuple[Tensor, Tensor]]"
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -119,6 +122,35 @@ class T2TViT(nn.Module):
         t2t_layers: Sequence[Sequence[int]] = DEFAULT_T2T_LAYERS,
         dynamic_img_size: bool = True,
     ) -> None:
+        """Build the network; the weights are randomly initialised.
+
+        Args:
+            img_size: Input size the model is built for, an int or `(height, width)`. It
+                sets the token grid of the stored position table (14x14 at 224).
+            tokens_type: The stem's T2T layers: `'performer'` (T2T-ViT-*), `'transformer'`
+                (T2T-ViT_t-*), or `'patch'` (one strided convolution, ViT's patch
+                embedding, for comparisons).
+            in_chans: Channels of the input image.
+            num_classes: Classes of the linear head; 0 leaves no head, and `forward`
+                returns the normalised class token `(B, embed_dim)`.
+            embed_dim: Token width in the encoder blocks.
+            depth: Number of encoder blocks.
+            num_heads: Attention heads per block; must divide `embed_dim`.
+            mlp_ratio: Hidden width of each block's MLP, as a multiple of `embed_dim`.
+            qkv_bias: Give the blocks' query, key and value projections a bias.
+            qk_scale: Attention scale of the blocks; `None` is `(embed_dim // num_heads)
+                ** -0.5`.
+            drop_rate: Dropout after the position embedding, in the MLPs and after the
+                attention projections.
+            attn_drop_rate: Dropout on the attention probabilities.
+            drop_path_rate: Stochastic depth of the last block, rising linearly from 0 at
+                the first block.
+            token_dim: Token width inside the T2T stem, between its soft splits.
+            t2t_layers: `(kernel, stride, padding)` of each soft split; the default is the
+                paper's `((7, 4, 2), (3, 2, 1), (3, 2, 1))`.
+            dynamic_img_size: Accept inputs of other sizes than `img_size`, with the
+                position table resampled to their token grid; with `False` they raise.
+        """
         super().__init__()
         check_model_args({k: v for k, v in locals().items() if k in _ARG_TYPES})
         if embed_dim % num_heads != 0:
@@ -286,6 +318,58 @@ class T2TViT(nn.Module):
         """Image `(B, C, H, W)` to logits `(B, num_classes)`."""
         return self.forward_head(self.forward_features(x))
 
+    @overload
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: Literal[False] = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: Literal["NCHW", "NLC"] = "NCHW",
+        intermediates_only: Literal[False] = False,
+    ) -> tuple[Tensor, list[Tensor]]: ...
+
+    @overload
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: Literal[False] = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: Literal["NCHW", "NLC"] = "NCHW",
+        *,
+        intermediates_only: Literal[True],
+    ) -> list[Tensor]: ...
+
+    @overload
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        *,
+        return_prefix_tokens: Literal[True],
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: Literal["NCHW", "NLC"] = "NCHW",
+        intermediates_only: Literal[False] = False,
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]: ...
+
+    @overload
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        *,
+        return_prefix_tokens: Literal[True],
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: Literal["NCHW", "NLC"] = "NCHW",
+        intermediates_only: Literal[True],
+    ) -> list[tuple[Tensor, Tensor]]: ...
+
+    @overload
     def forward_intermediates(
         self,
         x: Tensor,
@@ -295,15 +379,28 @@ class T2TViT(nn.Module):
         stop_early: bool = False,
         output_fmt: Literal["NCHW", "NLC"] = "NCHW",
         intermediates_only: bool = False,
-    ) -> Any:
+    ) -> _Intermediates | tuple[Tensor, _Intermediates]: ...
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: Literal["NCHW", "NLC"] = "NCHW",
+        intermediates_only: bool = False,
+    ) -> _Intermediates | tuple[Tensor, _Intermediates]:
         """Features of chosen blocks, as timm's `forward_intermediates`.
 
         `indices` is the number of last blocks (int) or block indices (negative
         count from the end); default all. Each intermediate is `(B, C, h, w)` on the
         real token grid (`output_fmt='NCHW'`) or `(B, h*w, C)` (`'NLC'`); with
         `return_prefix_tokens` it is a pair `(map, class_token (B, 1, C))`.
-        Returns `(final_features, intermediates)`, or the intermediates alone with
-        `intermediates_only`. `norm` applies the final norm to each intermediate.
+        Returns `(final_features (B, 1 + N, C), intermediates)`, or the intermediates
+        alone with `intermediates_only`: a list of `Tensor`, or of `(Tensor, Tensor)`
+        pairs with `return_prefix_tokens` (the overloads give each combination its
+        type). `norm` applies the final norm to each intermediate.
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
@@ -321,7 +418,8 @@ class T2TViT(nn.Module):
                 raise ValueError(f"block indices {bad} out of range for depth {depth}")
         x, (h, w) = self._embed(x)
         last = max(take) if stop_early else depth - 1
-        intermediates: list[Any] = []
+        maps: list[Tensor] = []
+        prefixes: list[Tensor] = []
         for i, block in enumerate(self.blocks[: last + 1]):
             x = self._run_block(block, x)
             if i in take:
@@ -329,7 +427,12 @@ class T2TViT(nn.Module):
                 prefix, spatial = y[:, :1], y[:, 1:]
                 if output_fmt == "NCHW":
                     spatial = rearrange(spatial, "b (h w) c -> b c h w", h=h, w=w)
-                intermediates.append((spatial, prefix) if return_prefix_tokens else spatial)
+                maps.append(spatial)
+                prefixes.append(prefix)
+        intermediates: _Intermediates = (
+            list(zip(maps, prefixes, strict=True)) if return_prefix_tokens else maps
+        )
         if intermediates_only:
             return intermediates
-        return self.norm(x), intermediates
+        final: Tensor = self.norm(x)
+        return final, intermediates

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .labels import resolve_labels
-from .preprocess import EvalTransform, ImageInput, _as_list
+from .preprocess import EvalTransform, ImageInput, _as_list, _check_count, _transform_batch
 
 __all__ = ["Prediction", "predict"]
 
@@ -36,10 +36,8 @@ def predict(
     `torch.inference_mode()` on its own device and dtype; its training flag is
     restored afterwards. `top_k` is capped at the number of classes.
     """
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    _check_count("top_k", top_k)
+    _check_count("batch_size", batch_size)
     items = _as_list(images)
     transform = EvalTransform.from_model(model)
     labels = resolve_labels(model)
@@ -51,7 +49,8 @@ def predict(
         model.eval()
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
-                batch = torch.stack([transform(img) for img in items[start : start + batch_size]])
+                chunk = items[start : start + batch_size]
+                batch = _transform_batch(transform, chunk, first=start, several=len(items) > 1)
                 logits = model(batch.to(device=param.device, dtype=param.dtype))
                 probs = logits.float().softmax(dim=-1)
                 values, indices = probs.topk(k, dim=-1)

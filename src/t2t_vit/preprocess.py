@@ -31,10 +31,23 @@ __all__ = [
     "require_pillow",
 ]
 
-#: One image: a file path, a PIL image, a NumPy `(H, W[, C])` uint8 array or a `(C, H, W)` tensor.
+#: One image: a file path, a PIL image, a NumPy `(H, W[, C])` array or a `(C, H, W)` tensor.
 ImageInput: TypeAlias = "str | os.PathLike[str] | PILImage.Image | np.ndarray[Any, Any] | Tensor"
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+
+# Pillow modes that Pillow itself converts to 8-bit RGB and L correctly.
+_PILLOW_8BIT = frozenset(
+    {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "HSV"}
+)
+_PILLOW_16BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+# Formats whose mode "I" images are 16-bit samples: Pillow before 10 opens a 16-bit
+# grayscale PNG as "I", and still opens a 16-bit PGM so.
+_SIXTEEN_BIT_I_FORMATS = frozenset({"PNG", "PPM"})
+_ACCEPTED_MODES = (
+    "1, L, LA, La, P, PA, RGB, RGBA, RGBa, RGBX, CMYK, YCbCr, HSV, LAB, "
+    "I;16 (any byte order), F (values in [0, 1])"
+)
 
 
 def require_pillow() -> Any:
@@ -62,6 +75,14 @@ def require_numpy() -> Any:
     return numpy
 
 
+def _check_count(name: str, value: object, minimum: int = 1) -> None:
+    """Raise unless `value` is an int (not a bool) of at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
 def _is_ndarray(obj: object) -> bool:
     # Without importing NumPy: an array can only exist if NumPy is already loaded.
     numpy = sys.modules.get("numpy")
@@ -69,23 +90,154 @@ def _is_ndarray(obj: object) -> bool:
 
 
 def load_image(path: str | os.PathLike[str]) -> PILImage.Image:
-    """Open an image file fully into memory (mode unchanged).
+    """Open an image file fully into memory, in the mode Pillow gives it.
 
-    Raises `FileNotFoundError` for a missing file and `ValueError` naming the
-    file when Pillow cannot decode it.
+    A 16-bit grayscale PNG or PGM that Pillow opens as mode `I` comes back as
+    `I;16`, so its range is known. Raises `FileNotFoundError` for a missing file
+    and `ValueError` naming the file for a folder or a file Pillow cannot decode.
     """
     image_mod = require_pillow()
+    name = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{name!r} is a folder, not an image file; pass the image files in it")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {os.fspath(path)!r}")
+        raise FileNotFoundError(f"image file not found: {name!r}")
     try:
         with image_mod.open(path) as img:
             img.load()
             loaded: PILImage.Image = img.copy()
-    except (OSError, SyntaxError, ValueError) as err:
+            image_format = img.format
+    except image_mod.UnidentifiedImageError as err:
         raise ValueError(
-            f"cannot read image {os.fspath(path)!r}: not an image file Pillow can decode ({err})"
+            f"cannot read image {name!r}: not an image file Pillow can decode"
         ) from err
+    except PermissionError as err:
+        raise ValueError(f"cannot read image {name!r}: permission denied") from err
+    except image_mod.DecompressionBombError as err:
+        raise ValueError(
+            f"cannot read image {name!r}: {err}; raise PIL.Image.MAX_IMAGE_PIXELS if you "
+            f"trust the file"
+        ) from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read image {name!r}: broken or truncated file ({err})") from err
+    if loaded.mode == "I" and image_format in _SIXTEEN_BIT_I_FORMATS:
+        loaded = _sixteen_bit_i(loaded)
     return loaded
+
+
+def _sixteen_bit_i(img: PILImage.Image) -> PILImage.Image:
+    """A mode `I` image known to hold 16-bit samples, as mode `I;16`."""
+    np = require_numpy()
+    levels = np.asarray(img)
+    lo, hi = int(levels.min()), int(levels.max())
+    if lo < 0 or hi > 65535:
+        raise ValueError(f"a 16-bit mode 'I' image holds values in [{lo}, {hi}], outside 0..65535")
+    pil: PILImage.Image = require_pillow().fromarray(levels.astype(np.uint16))
+    return pil
+
+
+def _from_16bit(levels: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Unsigned 16-bit samples to 8 bits, `round(v * 255 / 65535)`.
+
+    `v / 257` never ends in .5 (257 is odd), so adding 128 and flooring rounds it.
+    """
+    numpy = require_numpy()
+    out: np.ndarray[Any, Any] = ((levels.astype(numpy.uint32) + 128) // 257).astype(numpy.uint8)
+    return out
+
+
+def _from_unit_float(values: np.ndarray[Any, Any], what: str, advice: str) -> np.ndarray[Any, Any]:
+    """Floats in [0, 1] to 8 bits, `round(v * 255)`, as if saved and read back."""
+    numpy = require_numpy()
+    # float32 holds v * 255 to 2e-5, plenty to round to 8 bits, in half float64's memory.
+    work = values.astype(numpy.float64 if values.dtype.itemsize > 4 else numpy.float32, copy=False)
+    if not numpy.isfinite(work).all():
+        raise ValueError(f"{what} holds NaN or infinite values; an image needs finite values")
+    lo, hi = float(work.min()), float(work.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{what} must hold values in [0, 1], got [{lo:.4g}, {hi:.4g}]; {advice}")
+    out: np.ndarray[Any, Any] = numpy.round(work * 255.0).astype(numpy.uint8)
+    return out
+
+
+def _lab_to_rgb(img: PILImage.Image) -> PILImage.Image:
+    """CIE L*a*b* (D50, Pillow's LAB) to sRGB, as LittleCMS converts it."""
+    try:
+        rgb: PILImage.Image = img.convert("RGB")
+        return rgb
+    except ValueError:
+        pass  # older Pillow converts LAB only through ImageCms
+    try:
+        from PIL import ImageCms
+
+        transform = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+        )
+        converted = ImageCms.applyTransform(img, transform)
+    except (ImportError, OSError, ValueError) as err:
+        raise ValueError(
+            "cannot convert a mode 'LAB' image to RGB: this Pillow has no LittleCMS; "
+            "convert it to RGB yourself"
+        ) from err
+    if converted is None:  # only for in-place transforms
+        raise ValueError("cannot convert a mode 'LAB' image to RGB")
+    return converted
+
+
+def _eight_bit(img: PILImage.Image) -> PILImage.Image:
+    """The same picture in a mode that Pillow converts to 8-bit RGB and L exactly.
+
+    High-bit-depth images are reduced to 8 bits here, so that the model sees what
+    it would see for the 8-bit version of the picture: the weights were trained
+    and evaluated on 8-bit images.
+    """
+    image_mod = require_pillow()
+    mode = img.mode
+    if mode == "P":
+        # Same colours as a direct RGB conversion, without Pillow's warning about
+        # palette transparency.
+        return img.convert("RGBA")
+    if mode == "La":
+        return img.convert("LA")  # Pillow converts premultiplied La only to LA
+    if mode in _PILLOW_8BIT:
+        return img
+    if mode == "LAB":
+        return _lab_to_rgb(img)
+    np = require_numpy()
+    if mode in _PILLOW_16BIT or (mode == "I" and img.format in _SIXTEEN_BIT_I_FORMATS):
+        if mode == "I":
+            img = _sixteen_bit_i(img)
+        eight: PILImage.Image = image_mod.fromarray(_from_16bit(np.asarray(img)))
+        return eight
+    if mode == "I":
+        levels = np.asarray(img)
+        raise ValueError(
+            f"a mode 'I' image (32-bit integers, here {int(levels.min())}..{int(levels.max())}) "
+            f"has no fixed range; pass img.convert('L') for 0..255 levels or "
+            f"img.convert('I;16') for 0..65535"
+        )
+    if mode == "F":
+        levels = _from_unit_float(
+            np.asarray(img), "a mode 'F' image", "pass img.convert('L') for 0..255 levels"
+        )
+        gray: PILImage.Image = image_mod.fromarray(levels)
+        return gray
+    raise ValueError(f"cannot preprocess a mode {mode!r} image; accepted modes: {_ACCEPTED_MODES}")
+
+
+def _convert(img: PILImage.Image, mode: str) -> PILImage.Image:
+    """Any accepted PIL image as 8-bit `mode` (`'RGB'` or `'L'`); alpha is dropped."""
+    source = img.mode
+    img = _eight_bit(img)
+    if img.mode == mode:
+        return img
+    try:
+        converted: PILImage.Image = img.convert(mode)
+    except ValueError as err:
+        raise ValueError(
+            f"this Pillow cannot convert a mode {source!r} image to {mode}; convert it yourself"
+        ) from err
+    return converted
 
 
 def _to_pil(image: Any) -> PILImage.Image:
@@ -97,59 +249,82 @@ def _to_pil(image: Any) -> PILImage.Image:
     elif isinstance(image, image_mod.Image):
         img = image
     elif _is_ndarray(image):
-        img = _array_to_pil(image, "array")
+        img = _array_to_pil(image, "NumPy array", str(image.dtype))
     elif isinstance(image, Tensor):
         img = _tensor_to_pil(image)
     else:
         raise TypeError(
             f"cannot preprocess a {type(image).__name__}; accepted: a file path, a PIL image, "
-            f"a NumPy (H, W[, C]) uint8 array or a (C, H, W) tensor"
+            f"a NumPy (H, W[, C]) array or a (C, H, W) tensor"
         )
-    if img.mode == "P":
-        # Same colours as a direct RGB conversion, without Pillow's warning about
-        # palette transparency.
-        img = img.convert("RGBA")
     return img
 
 
-def _array_to_pil(array: np.ndarray[Any, Any], what: str) -> PILImage.Image:
+def _levels(array: np.ndarray[Any, Any], what: str, dtype: str) -> np.ndarray[Any, Any]:
+    """Pixel values of any accepted dtype as uint8 levels of the same picture."""
+    numpy = require_numpy()
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if kind == "b":
+        out: np.ndarray[Any, Any] = array.astype(numpy.uint8) * numpy.uint8(255)
+        return out
+    if kind == "u" and size == 1:
+        return array
+    if kind == "u" and size == 2:
+        return _from_16bit(array)
+    if kind == "f":
+        advice = "divide by 255 if it holds 0..255 levels"
+        if what == "tensor":
+            advice += "; an already normalised batch goes to the model directly"
+        return _from_unit_float(array, f"a float {what} image", advice)
+    if kind in "iu":
+        lo, hi = int(array.min()), int(array.max())
+        raise ValueError(
+            f"a {dtype} {what} image (values {lo}..{hi}) has no fixed range; pass uint8 "
+            f"for 0..255 levels, uint16 for 0..65535, or floats in [0, 1]"
+        )
+    raise ValueError(f"a {what} image must be uint8, uint16, bool or floating point, got {dtype}")
+
+
+def _array_to_pil(array: np.ndarray[Any, Any], what: str, dtype: str) -> PILImage.Image:
     image_mod = require_pillow()
     np = require_numpy()
-    if array.dtype != np.uint8:
-        raise ValueError(f"a NumPy image must be uint8 (H, W[, C]), got dtype {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        hint = ""
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4):
+            hint = "; for channels first (C, H, W) pass array.transpose(1, 2, 0)"
         raise ValueError(
             f"a {what} image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
-            f"(channels last), got shape {tuple(array.shape)}"
+            f"(channels last), got shape {tuple(array.shape)}{hint}"
         )
+    if array.size == 0:
+        raise ValueError(f"a {what} image must not be empty, got shape {tuple(array.shape)}")
     # Pillow reads the mode from the shape: L, RGB or RGBA.
-    pil: PILImage.Image = image_mod.fromarray(np.ascontiguousarray(array))
+    pil: PILImage.Image = image_mod.fromarray(np.ascontiguousarray(_levels(array, what, dtype)))
     return pil
 
 
 def _tensor_to_pil(tensor: Tensor) -> PILImage.Image:
     if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
+        hint = ""
+        if tensor.ndim == 3 and tensor.shape[-1] in (1, 3, 4):
+            hint = "; for channels last (H, W, C) pass x.permute(2, 0, 1)"
         raise ValueError(
-            f"a tensor image must be (C, H, W) with C in 1, 3, 4, got shape {tuple(tensor.shape)}"
+            f"a tensor image must be (C, H, W) with C in 1, 3, 4, got shape "
+            f"{tuple(tensor.shape)}{hint}"
         )
     require_numpy()
     t = tensor.detach().cpu()
-    if t.dtype == torch.uint8:
+    if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+        t = t.float()  # bfloat16 and float8 have no NumPy dtype; float32 holds them exactly
+    try:
         array = t.permute(1, 2, 0).numpy()
-    elif t.is_floating_point():
-        lo, hi = float(t.min()), float(t.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(
-                f"a float tensor image must hold values in [0, 1], got [{lo:.4g}, {hi:.4g}]; "
-                f"an already normalised batch goes to the model directly"
-            )
-        # Through 8 bits, as the same picture read from a file would be.
-        array = (t.float() * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    else:
-        raise ValueError(f"a tensor image must be uint8 or floating point, got {t.dtype}")
-    return _array_to_pil(array, "tensor")
+    except TypeError as err:
+        raise ValueError(
+            f"a tensor image must be uint8, uint16, bool or floating point, got {tensor.dtype}"
+        ) from err
+    return _array_to_pil(array, "tensor", str(tensor.dtype))
 
 
 def _resize_shorter(img: PILImage.Image, size: int, resample: int) -> PILImage.Image:
@@ -188,11 +363,20 @@ class EvalTransform:
     config's interpolation), center-crop `img_size`, scale to [0, 1], normalise
     with the config's mean and std. A non-square `input_size` resizes to
     `(floor(H / crop_pct), floor(W / crop_pct))` before the crop, as timm 0.3.4
-    (the version the official code used) does. Grayscale, RGBA and palette
-    images are converted to RGB (to L for a one-channel model).
+    (the version the official code used) does. Every accepted image becomes
+    8-bit RGB first (L for a one-channel model): 16-bit samples scale by
+    65535, floats must lie in [0, 1], alpha is dropped; see `docs/inference.md`.
     """
 
     def __init__(self, cfg: dict[str, Any]) -> None:
+        """Read the preprocessing settings of a pretrained config.
+
+        Args:
+            cfg: A pretrained config (`model.pretrained_cfg`, `default_pretrained_cfg()`):
+                `input_size` `[C, H, W]` with C 1 or 3, `mean` and `std` (C values each,
+                std positive), and optionally `crop_pct` (default 0.9) and
+                `interpolation` (default `'bicubic'`).
+        """
         try:
             channels, height, width = (int(v) for v in cfg["input_size"])
             crop_pct = float(cfg.get("crop_pct", 0.9))
@@ -210,6 +394,14 @@ class EvalTransform:
             raise ValueError(
                 f"mean and std need {channels} values for input_size {[channels, height, width]}, "
                 f"got mean={mean}, std={std}"
+            )
+        if height < 1 or width < 1:
+            raise ValueError(f"input_size needs a positive height and width, got {[height, width]}")
+        if not all(math.isfinite(v) for v in mean) or not all(
+            math.isfinite(v) and v > 0 for v in std
+        ):
+            raise ValueError(
+                f"mean must be finite and std finite and positive, got mean={mean}, std={std}"
             )
         if not crop_pct > 0:
             raise ValueError(f"crop_pct must be positive, got {crop_pct}")
@@ -239,7 +431,12 @@ class EvalTransform:
     def resize_crop(self, image: ImageInput) -> PILImage.Image:
         """The geometric steps only: the resized, center-cropped PIL image the model sees."""
         image_mod = require_pillow()
-        img = _to_pil(image).convert("L" if self.channels == 1 else "RGB")
+        try:
+            img = _convert(_to_pil(image), "L" if self.channels == 1 else "RGB")
+        except ValueError as err:
+            if isinstance(image, (str, os.PathLike)) and os.fspath(image) not in str(err):
+                raise ValueError(f"image {os.fspath(image)!r}: {err}") from err
+            raise
         resample = getattr(image_mod.Resampling, self.interpolation.upper())
         size = self.resize_size
         if isinstance(size, int):
@@ -282,6 +479,27 @@ def _as_list(images: Any) -> list[Any]:
     return [images]
 
 
+def _transform_batch(
+    transform: EvalTransform, items: Sequence[Any], first: int = 0, several: bool = False
+) -> Tensor:
+    """`items` (images `first`, `first + 1`, ... of the input) as one batch.
+
+    Among `several` images one that cannot be used is named by its index; a file is
+    named by its path, which the message already carries.
+    """
+    tensors = []
+    for i, item in enumerate(items, start=first):
+        try:
+            tensors.append(transform(item))
+        except (ValueError, TypeError) as err:
+            if not several or isinstance(item, (str, os.PathLike)):
+                raise
+            # The base class: a subclass's constructor may want more than a message.
+            base = TypeError if isinstance(err, TypeError) else ValueError
+            raise base(f"images[{i}]: {err}") from err
+    return torch.stack(tensors)
+
+
 def preprocess(
     images: ImageInput | Sequence[ImageInput],
     model_or_cfg: nn.Module | dict[str, Any] | None = None,
@@ -289,7 +507,7 @@ def preprocess(
     """Images to a normalised batch `(B, C, H, W)` float32 for a model.
 
     `images` is one image or a sequence of them (a `(B, C, H, W)` tensor or a
-    `(B, H, W, C)` uint8 array counts as B images). The preprocessing comes from
+    `(B, H, W, C)` array counts as B images). The preprocessing comes from
     the model's pretrained config (or a config dict; the official 224 defaults
     when `None`).
     """
@@ -297,7 +515,12 @@ def preprocess(
         cfg = default_pretrained_cfg()
     elif isinstance(model_or_cfg, dict):
         cfg = model_or_cfg
-    else:
+    elif isinstance(model_or_cfg, nn.Module):
         cfg = resolve_pretrained_cfg(model_or_cfg)
-    transform = EvalTransform(cfg)
-    return torch.stack([transform(image) for image in _as_list(images)])
+    else:
+        raise TypeError(
+            f"model_or_cfg must be a model, a preprocessing config dict or None, got a "
+            f"{type(model_or_cfg).__name__}; for a preset name load the model first"
+        )
+    items = _as_list(images)
+    return _transform_batch(EvalTransform(cfg), items, several=len(items) > 1)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, cast
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
@@ -69,6 +70,44 @@ def _soft_split_image(x: Tensor, layer: tuple[int, int, int]) -> Tensor:
     return patches.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
 
 
+# Input dtypes that autocast casts for the weights; float64 it leaves alone.
+_AUTOCAST_INPUTS = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return bool(torch.is_autocast_enabled())
+
+
+def _check_dtype(x: Tensor, weight: Tensor) -> None:
+    """Raise for an input dtype the weights cannot take, with what to do instead."""
+    want = weight.dtype
+    if not x.is_floating_point():
+        if x.dtype == torch.uint8:
+            raise ValueError(
+                f"input is a torch.uint8 batch but the model takes normalised {want} images; "
+                f"t2t_vit.preprocess(images, model) scales and normalises them"
+            )
+        raise ValueError(
+            f"input dtype {x.dtype} is not floating point; the model takes normalised {want} "
+            f"images: use t2t_vit.preprocess(images, model), or x.to({want}) for values "
+            f"already normalised"
+        )
+    cast = "x.float()" if want == torch.float32 else f"x.to({want})"
+    if _autocast_enabled(x.device.type):
+        if x.dtype in _AUTOCAST_INPUTS:
+            return
+        raise ValueError(f"autocast does not cast a {x.dtype} input for the model; pass {cast}")
+    raise ValueError(
+        f"input dtype {x.dtype} does not match the model's {want}; pass {cast}, convert the "
+        f"model with model.to({x.dtype}), or run under torch.autocast"
+    )
+
+
 class T2TModule(nn.Module):
     """Tokens-to-Token stem, `(B, C, H, W) -> ((B, N, embed_dim), (h, w))`.
 
@@ -90,6 +129,16 @@ class T2TModule(nn.Module):
         tokens_type: TokensType | str = "performer",
         layers: Sequence[Sequence[int]] = DEFAULT_T2T_LAYERS,
     ) -> None:
+        """Build the stem; the weights are randomly initialised.
+
+        Args:
+            in_chans: Channels of the input image.
+            embed_dim: Width of the tokens the stem outputs.
+            token_dim: Token width between the soft splits (the T2T layers' output).
+            tokens_type: The T2T layers: `'performer'`, `'transformer'`, or `'patch'`
+                (one strided convolution instead of the stem).
+            layers: `(kernel, stride, padding)` of each soft split, in order.
+        """
         super().__init__()
         if tokens_type not in TOKENS_TYPES:
             raise ValueError(
@@ -165,11 +214,26 @@ class T2TModule(nn.Module):
         return all(h >= 1 and w >= 1 for h, w in self.split_grids(height, width))
 
     def check_input(self, x: Tensor) -> None:
-        """Raise `ValueError` unless `x` is `(B, in_chans, H, W)` and large enough."""
+        """Raise unless `x` is a `(B, in_chans, H, W)` tensor, large enough, of the
+        weights' dtype (or one autocast takes) and on their device."""
+        if not isinstance(x, Tensor):
+            raise TypeError(
+                f"the model takes a (B, {self.in_chans}, H, W) tensor, got a "
+                f"{type(x).__name__}; t2t_vit.preprocess(images, model) makes one from images"
+            )
         if x.ndim != 4:
+            hint = " (for one image pass x[None])" if x.ndim == 3 else ""
             raise ValueError(
                 f"expected an image batch of shape (B, {self.in_chans}, H, W), "
-                f"got a {x.ndim}-D tensor of shape {tuple(x.shape)}"
+                f"got a {x.ndim}-D tensor of shape {tuple(x.shape)}{hint}"
+            )
+        weight = cast(Tensor, self.project.weight)  # nn.Linear or nn.Conv2d
+        if x.dtype != weight.dtype:
+            _check_dtype(x, weight)
+        if x.device != weight.device:
+            raise ValueError(
+                f"input is on {x.device} but the model is on {weight.device}; pass "
+                f"x.to({str(weight.device)!r}) or move the model with model.to({str(x.device)!r})"
             )
         if x.shape[1] != self.in_chans:
             raise ValueError(

@@ -31,6 +31,16 @@ class TokenPerformer(nn.Module):
         dp1: float = 0.1,
         dp2: float = 0.1,
     ) -> None:
+        """Build the layer; the weights and random features are randomly initialised.
+
+        Args:
+            dim: Width of the input tokens (channels x kernel area of the soft split).
+            in_dim: Width of the output tokens.
+            head_cnt: Attention heads; only 1, as in the official code.
+            kernel_ratio: Number of random features, as a fraction of `in_dim`.
+            dp1: Dropout after the attention projection.
+            dp2: Dropout at the end of the MLP.
+        """
         super().__init__()
         if head_cnt != 1:
             raise ValueError(f"TokenPerformer supports head_cnt=1 only, got {head_cnt}")

@@ -43,6 +43,20 @@ class TokenTransformer(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
     ) -> None:
+        """Build the layer; the weights are randomly initialised.
+
+        Args:
+            dim: Width of the input tokens (channels x kernel area of the soft split).
+            in_dim: Width of the output tokens.
+            num_heads: Attention heads; must divide `in_dim`.
+            mlp_ratio: Hidden width of the MLP, as a multiple of `in_dim`.
+            qkv_bias: Give the query, key and value projections a bias.
+            qk_scale: Attention scale; `None` is `(dim // num_heads) ** -0.5`, the
+                *input* width per head, as the official code scales.
+            drop: Dropout after the attention projection and in the MLP.
+            attn_drop: Dropout on the attention probabilities.
+            drop_path: Stochastic depth of the MLP branch.
+        """
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = TokenAttention(

@@ -42,9 +42,14 @@ __all__ = [
 class AttentionMaps:
     """The attention probabilities of one forward pass.
 
-    `blocks[i]`: block i, `(B, heads, 1 + h*w, 1 + h*w)` on the token `grid`.
-    `t2t[k]`: T2T layer k+1, `(B, heads, h_k*w_k, h_k*w_k)` on `t2t_grids[k]`
-    (empty unless the stem is `'transformer'`). `logits`: the model's output.
+    Attributes:
+        blocks: Block i's probabilities at `blocks[i]`, `(B, heads, 1 + h*w, 1 + h*w)`.
+        grid: The token grid `(h, w)` of the blocks.
+        logits: The model's output for the pass.
+        t2t: T2T layer k+1's probabilities at `t2t[k]`, `(B, heads, h_k*w_k, h_k*w_k)`;
+            empty unless the stem is `'transformer'`.
+        t2t_grids: The grid `(h_k, w_k)` of each entry of `t2t`.
+        tokens_type: The model's stem.
     """
 
     blocks: list[Tensor]

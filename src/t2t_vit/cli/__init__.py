@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,12 +16,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="t2t-vit", description="Tokens-to-Token ViT: convert, inspect and run models."
     )
+    parser.add_argument("--version", action="version", version=_version())
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each subcommand module defines `register(subcommands)`, which adds its parser and
     # sets `func(args) -> int` as its default.
     for register in _registrations():
         register(subcommands)
     return parser
+
+
+def _version() -> str:
+    import torch
+
+    from .. import __version__
+
+    return f"t2t-vit {__version__} (torch {torch.__version__})"
 
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -54,6 +64,11 @@ def _show_progress_lines() -> None:
         logger.setLevel(logging.INFO)
 
 
+#: The exit status of a command whose output pipe was closed (`t2t-vit info X | head -1`),
+#: that of a process killed by SIGPIPE in a shell: 128 + 13.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     _show_progress_lines()
@@ -61,7 +76,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.func(args)
+        # Buffered output reaches a closed pipe here, not at interpreter exit.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (ValueError, FileNotFoundError, OSError, RuntimeError, ImportError) as err:
         print(f"t2t-vit {args.command}: error: {err}", file=sys.stderr)
         return 2
     return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit cannot fail again.
+
+    The reader stopped reading, which is no error of ours: nothing to report.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -26,7 +26,7 @@ def load_model(name: str | None, weights: str | None) -> T2TViT:
     """
     if weights is None:
         if name is None:
-            raise ValueError("give --model NAME, or --weights DIR with a saved model")
+            raise ValueError(_NO_MODEL)
         return from_pretrained(name)
     if not Path(weights, "config.json").is_file():
         raise FileNotFoundError(
@@ -46,6 +46,14 @@ def load_model(name: str | None, weights: str | None) -> T2TViT:
                 f"the weights in {weights!r} are not a {canonical_name(name)}: {', '.join(differ)}"
             )
     return model
+
+
+_NO_MODEL = "give --model NAME, or --weights DIR with a saved model"
+
+
+def _check_model_args(name: str | None, weights: str | None) -> None:
+    if name is None and weights is None:
+        raise ValueError(_NO_MODEL)
 
 
 def _is_preset(name: str) -> bool:
@@ -73,15 +81,24 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the predict, evaluate, info and attention subcommands."""
     p = subcommands.add_parser("predict", help="top-k classes of images")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="an image file, or a folder: its images, recursively, in sorted order",
+    )
     _add_model_args(p)
     p.add_argument("--top-k", type=int, default=5, metavar="K")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_predict)
 
     p = subcommands.add_parser("evaluate", help="top-1/top-5 accuracy on an ImageFolder tree")
     p.add_argument("data_dir", metavar="DATA_DIR", help="DATA_DIR/<class>/<image>, classes sorted")
     _add_model_args(p)
+    p.add_argument(
+        "--top-k", type=int, default=5, metavar="K", help="report top-K accuracy beside top-1"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--limit", type=int, default=None, help="evaluate this many images only")
@@ -103,13 +120,36 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.set_defaults(func=_attention)
 
 
+def _image_arguments(arguments: list[str]) -> list[str]:
+    """The image files the IMAGE arguments name: a file as given, a folder as its images."""
+    from ..evaluate import IMG_EXTENSIONS, _image_files
+
+    images: list[str] = []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            files = _image_files(argument)
+            if not files:
+                raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in folder {argument!r}")
+            images += [str(path) for path in files]
+        elif not os.path.isfile(argument):
+            raise FileNotFoundError(f"image file not found: {argument!r}")
+        else:
+            images.append(argument)
+    return images
+
+
 def _predict(args: argparse.Namespace) -> int:
     from ..predict import predict
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    _check_model_args(args.model, args.weights)
+    # Before loading the model: a typo should not cost a download.
+    images = _image_arguments(args.images)
     model = load_model(args.model, args.weights)
-    results = predict(model, list(args.images), top_k=args.top_k)
+    results = predict(model, images, top_k=args.top_k, batch_size=args.batch_size)
     if args.json:
         payload = [
             {
@@ -119,11 +159,11 @@ def _predict(args: argparse.Namespace) -> int:
                     for p in preds
                 ],
             }
-            for image, preds in zip(args.images, results, strict=True)
+            for image, preds in zip(images, results, strict=True)
         ]
         print(json.dumps(payload, indent=2))
         return 0
-    for image, preds in zip(args.images, results, strict=True):
+    for image, preds in zip(images, results, strict=True):
         print(image)
         for p in preds:
             print(f"  {p.probability:7.2%}  {p.class_index:>5}  {p.label}")
@@ -133,6 +173,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
 
+    _check_model_args(args.model, args.weights)
+    if not os.path.isdir(args.data_dir):
+        raise FileNotFoundError(f"evaluation folder not found: {args.data_dir!r}")
     model = load_model(args.model, args.weights)
     result = evaluate(
         model,
@@ -141,13 +184,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         limit=args.limit,
         progress=not args.no_progress,
+        top_k=args.top_k,
     )
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
-    top5 = "top-5" if result.num_classes >= 5 else f"top-{result.num_classes}"
     print(
-        f"{result.images} images: top-1 {result.top1:.2%}  {top5} {result.top5:.2%}  "
+        f"{result.images} images: top-1 {result.top1:.2%}  "
+        f"top-{result.top_k} {result.top_k_accuracy:.2%}  "
         f"loss {result.loss:.4f}  {result.images_per_second:.1f} images/s"
     )
     return 0
@@ -171,6 +215,13 @@ def _info(args: argparse.Namespace) -> int:
         try:
             entry = get_weights(args.name)
         except ValueError:
+            if Path(args.name).is_dir():
+                raise FileNotFoundError(
+                    f"{args.name!r} is a folder without config.json, not one written by "
+                    f"save_pretrained"
+                ) from None
+            if "." in args.name and not _is_preset(args.name):
+                raise  # a <preset>.<tag> weights name: the registry's message lists them
             model = create_model(args.name)
             source = "preset (no released weights; randomly initialised)"
         else:
@@ -210,17 +261,30 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _attention(args: argparse.Namespace) -> int:
-    from ..preprocess import EvalTransform
-    from ..visualize import overlay_map, rollout
+    from ..preprocess import EvalTransform, require_pillow
+    from ..visualize import colormap_lut, overlay_map, rollout
 
+    # Every argument is checked before the model is loaded and run.
+    _check_model_args(args.model, args.weights)
+    if os.path.isdir(args.image):
+        raise ValueError(f"{args.image!r} is a folder; attention takes one image file")
+    if not os.path.isfile(args.image):
+        raise FileNotFoundError(f"image file not found: {args.image!r}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+    colormap_lut(args.colormap)
+    out = Path(args.out)
+    if out.parent and not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder not found: {str(out.parent)!r}")
+    if out.suffix.lower() not in require_pillow().registered_extensions():
+        raise ValueError(
+            f"--out {str(out)!r} has no image file ending Pillow writes; use e.g. .png or .jpg"
+        )
     model = load_model(args.model, args.weights)
     transform = EvalTransform.from_model(model)
     crop = transform.resize_crop(args.image)
     x = transform.to_tensor(crop)[None]
     mask = rollout(model, x)[0]
-    out = Path(args.out)
-    if out.parent and not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder not found: {str(out.parent)!r}")
     overlay_map(crop, mask, alpha=args.alpha, colormap=args.colormap).save(out)
     print(f"wrote {out} ({crop.size[0]}x{crop.size[1]}, {mask.shape[0]}x{mask.shape[1]} tokens)")
     return 0
