@@ -216,7 +216,10 @@ def test_info_with_an_unknown_weights_name_lists_the_registry_names(
 ) -> None:
     status, out, err = run(capsys, "info", "t2t-vit-14.foo")
     assert (status, out) == (2, "")
-    assert err.startswith("t2t-vit info: error: unknown pretrained model 't2t-vit-14.foo'; known: ")
+    assert err.startswith(
+        "t2t-vit info: error: unknown pretrained model 't2t-vit-14.foo' (t2t-vit-14 has "
+        "t2t-vit-14.official, t2t-vit-14.cifar10, t2t-vit-14.cifar100); known: "
+    )
     assert err.count("\n") == 1
     named = err.rstrip("\n").split("; known: ")[1].split(", ")
     assert set(t2t_vit.list_pretrained()) <= set(named)

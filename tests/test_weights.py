@@ -152,7 +152,7 @@ def test_unknown_name_lists_the_known_ones() -> None:
     )
     with pytest.raises(
         ValueError,
-        match=r"^unknown pretrained model 't2t-vit-14.foo' \(did you mean 't2t-vit-14'\?\)",
+        match=r"^unknown pretrained model 't2t-vit-14.foo' \(t2t-vit-14 has t2t-vit-14.official, ",
     ):
         t2t_vit.get_weights("t2t-vit-14.foo")
 

@@ -297,7 +297,9 @@ def get_weights(name: str) -> PretrainedWeights:
         except ValueError:
             pass
     known = sorted({w.preset for w in _ENTRIES}, key=list(PRESETS).index) + list(WEIGHTS)
-    hint = did_you_mean(key, known)
+    preset = key.partition(".")[0]
+    tags = [w.name for w in _ENTRIES if w.preset == preset]
+    hint = f" ({preset} has {', '.join(tags)})" if "." in key and tags else did_you_mean(key, known)
     raise ValueError(f"unknown pretrained model {name!r}{hint}; known: {', '.join(known)}")
 
 
