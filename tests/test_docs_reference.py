@@ -45,8 +45,9 @@ def _classes_with_constructors() -> list[type]:
 
 def test_the_public_classes_with_constructors_are_the_ones_checked_below() -> None:
     assert sorted(c.__name__ for c in _classes_with_constructors()) == [
-        "Attention", "Block", "DropPath", "EvalTransform", "ImageFolder", "Mlp", "T2TModule",
-        "T2TViT", "TokenPerformer", "TokenTransformer",
+        "Attention", "Block", "DropPath", "EvalTransform", "ImageFolder", "Mlp",
+        "PretrainedLoadError", "StateDictMismatchError", "T2TModule", "T2TViT",
+        "TokenPerformer", "TokenTransformer",
     ]  # fmt: skip
 
 
@@ -60,9 +61,7 @@ def test_every_constructor_argument_is_documented_in_order(cls: type) -> None:
 
 @pytest.mark.parametrize(
     "cls",
-    # PretrainedWeights is being reshaped with the weights registry; it documents its
-    # fields in prose meanwhile.
-    [t2t_vit.AttentionMaps, t2t_vit.EvalResult],
+    [t2t_vit.AttentionMaps, t2t_vit.EvalResult, t2t_vit.PretrainedWeights],
     ids=lambda c: c.__name__,
 )
 def test_every_dataclass_field_is_documented_in_order(cls: type) -> None:

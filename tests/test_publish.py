@@ -91,12 +91,7 @@ def test_publish_uploads_each_folder_and_the_hub_then_serves_it(
     ]
     assert uploads[0] == (
         "create_repo",
-        {
-            "repo_id": "acme/t2t-vit-7.official",
-            "private": None,
-            "exist_ok": True,
-            "repo_type": "model",
-        },
+        {"repo_id": "acme/t2t-vit-7.official", "exist_ok": True, "repo_type": "model"},
     )
     assert uploads[1][1]["commit_message"] == (
         f"t2t-vit-7.official: converted from {T7} (sha256 {sha})"

@@ -112,6 +112,14 @@ class StateDictMismatchError(ValueError):
         unexpected: list[str],
         mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
     ) -> None:
+        """The error of a state dict that does not fit.
+
+        Args:
+            message: The summary: counts, the first few keys and what the weights look like.
+            missing: Every key the model has and the state dict lacks.
+            unexpected: Every key the state dict has and the model lacks.
+            mismatched: Every `(key, checkpoint shape, model shape)` that differs.
+        """
         super().__init__(message)
         self.missing = missing
         self.unexpected = unexpected

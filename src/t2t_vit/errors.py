@@ -37,6 +37,13 @@ class PretrainedLoadError(OSError):
     def __init__(
         self, message: str, attempts: Sequence[Attempt] = (), *, mismatch: Exception | None = None
     ) -> None:
+        """The error of a failed load.
+
+        Args:
+            message: What went wrong, each place tried and what to do.
+            attempts: The places tried and their answers, in order.
+            mismatch: The `StateDictMismatchError` when the weights do not fit.
+        """
         super().__init__(message)
         self.attempts: list[Attempt] = list(attempts)
         self.mismatch = mismatch
@@ -67,7 +74,9 @@ def _status(err: BaseException) -> tuple[int, str] | None:
     response = getattr(err, "response", None)
     code = getattr(response, "status_code", None)
     if isinstance(code, int):
-        return code, str(getattr(response, "reason_phrase", None) or "")
+        # httpx names it reason_phrase, requests (huggingface_hub < 1.0) reason.
+        reason = getattr(response, "reason_phrase", None) or getattr(response, "reason", None)
+        return code, str(reason or "")
     return None
 
 

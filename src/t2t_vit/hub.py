@@ -8,6 +8,7 @@ after huggingface_hub's retries.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -122,7 +123,7 @@ def download_folder(
     Hub cannot be reached, or answers with a server error, a cached copy is used if there is
     one (unless `force_download`).
     """
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import hf_hub_download, hf_hub_url
 
     from . import __version__
 
@@ -146,9 +147,7 @@ def download_folder(
     try:
         # One request without retries: huggingface_hub retries an unreachable Hub for
         # tens of seconds before it gives up.
-        get_hf_file_metadata(
-            url, timeout=timeout, library_name=LIBRARY_NAME, library_version=__version__
-        )
+        _probe(url, timeout)
     except Exception as err:
         answer = _name_file(describe_failure(err, timeout=timeout), CONFIG_NAME)
         if _server_or_transport(err) and not force_download:
@@ -178,6 +177,33 @@ def download_folder(
     return paths[0], paths[1]
 
 
+def _probe(url: str, timeout: float) -> None:
+    """One HEAD request, never retried, through huggingface_hub's own session (its proxies,
+    certificates and headers). Raises for no answer and for an HTTP error; a redirect is an
+    answer. (`get_hf_file_metadata` would do, but retries network errors and 5xx for ~23 s in
+    huggingface_hub 0.35.1-0.36.x.)"""
+    # Documented utilities, importable from here in every release since 0.20.
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]
+        build_hf_headers,
+        get_session,
+        hf_raise_for_status,
+    )
+
+    from . import __version__
+
+    # requests.Session before huggingface_hub 1.0, an httpx client since: typed as neither.
+    session: Any = get_session()
+    no_redirects = (
+        {"follow_redirects": False}
+        if "follow_redirects" in inspect.signature(session.head).parameters
+        else {"allow_redirects": False}
+    )
+    headers = build_hf_headers(library_name=LIBRARY_NAME, library_version=__version__)
+    response = session.head(url, headers=headers, timeout=timeout, **no_redirects)
+    if response.status_code >= 400:
+        hf_raise_for_status(response)
+
+
 def _name_file(answer: str, name: str) -> str:
     return answer.replace("file not found in the repository", f"no {name} in the repository")
 
@@ -197,7 +223,11 @@ def upload_folder(
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint(), token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    # Older huggingface_hub sends private=None as null; leave it out unless it is chosen.
+    if private is None:
+        api.create_repo(repo_id, exist_ok=True, repo_type="model")
+    else:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     return api.upload_folder(
         repo_id=repo_id,
         folder_path=os.fspath(folder),

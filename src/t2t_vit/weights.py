@@ -53,11 +53,28 @@ class PretrainedWeights:
     """One released checkpoint: provenance, reported accuracy, measured size and cost,
     evaluation preprocessing and the Hub repository of its converted copy.
 
-    `top1`/`top5` are the figures the source reports (percent); `top5` is `None` where
-    the source gives none. `params`/`macs` are this library's `count_params` /
-    `count_macs` (one image at `img_size`) of the architecture; `reported_params` /
-    `reported_macs` are the source's own figures as written (mmpretrain calls its
-    figure FLOPs), `None` where the source leaves them blank.
+    Attributes:
+        name: The weight name, `<preset>.<tag>` (`t2t-vit-t-14.mmpretrain`).
+        preset: The architecture's preset name.
+        source: Who released the file: `official` or `mmpretrain`.
+        url: The original file's URL.
+        top1: Top-1 accuracy the source reports, in percent.
+        top5: Top-5 accuracy the source reports, `None` where it gives none.
+        params: Parameters of the architecture, measured with `count_params`.
+        macs: Multiply-accumulates of one image at `img_size`, measured with `count_macs`.
+        reported_params: The source's own parameter figure as written, or `None`.
+        reported_macs: The source's own cost figure as written (mmpretrain calls it FLOPs).
+        license: The Hub license identifier of the source's license.
+        num_classes: Classes of the classifier.
+        img_size: Input side the weights were trained and evaluated at.
+        labels: The label set: `imagenet-1k`, `cifar-10` or `cifar-100`.
+        crop_pct: Evaluation crop fraction (resize to `img_size / crop_pct`, then crop).
+        interpolation: Resize interpolation of the evaluation transform.
+        mean: Per-channel normalisation mean.
+        std: Per-channel normalisation standard deviation.
+        notes: What else a user should know about the file.
+        origin: The source in words (repository or project).
+        may_be_default: Whether a bare preset name may resolve to these weights.
     """
 
     name: str
@@ -80,7 +97,6 @@ class PretrainedWeights:
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     notes: str = ""
     origin: str = field(default="", compare=False)
-    #: Whether a bare preset name may resolve to these weights (see `get_weights`).
     may_be_default: bool = True
 
     @property
@@ -299,7 +315,11 @@ def get_weights(name: str) -> PretrainedWeights:
     known = sorted({w.preset for w in _ENTRIES}, key=list(PRESETS).index) + list(WEIGHTS)
     preset = key.partition(".")[0]
     tags = [w.name for w in _ENTRIES if w.preset == preset]
-    hint = f" ({preset} has {', '.join(tags)})" if "." in key and tags else did_you_mean(key, known)
+    if "." in key and tags:
+        # A known preset with an unknown tag: its own weights are what the user wants.
+        hint = did_you_mean(key, tags) or f" ({preset} has {', '.join(tags)})"
+    else:
+        hint = did_you_mean(key, known)
     raise ValueError(f"unknown pretrained model {name!r}{hint}; known: {', '.join(known)}")
 
 
