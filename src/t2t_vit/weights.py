@@ -313,11 +313,15 @@ def get_weights(name: str) -> PretrainedWeights:
         except ValueError:
             pass
     known = sorted({w.preset for w in _ENTRIES}, key=list(PRESETS).index) + list(WEIGHTS)
-    preset = key.partition(".")[0]
+    preset, _, tag = key.partition(".")
     tags = [w.name for w in _ENTRIES if w.preset == preset]
-    if "." in key and tags:
-        # A known preset with an unknown tag: its own weights are what the user wants.
-        hint = did_you_mean(key, tags) or f" ({preset} has {', '.join(tags)})"
+    if tag and tags:
+        # A known preset with an unknown tag: compare tags alone (the shared preset part
+        # would make every name look close), else list the preset's own weights.
+        close = did_you_mean(tag, [t.partition(".")[2] for t in tags])
+        hint = (
+            close.replace("'", f"'{preset}.", 1) if close else f" ({preset} has {', '.join(tags)})"
+        )
     else:
         hint = did_you_mean(key, known)
     raise ValueError(f"unknown pretrained model {name!r}{hint}; known: {', '.join(known)}")
