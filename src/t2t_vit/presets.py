@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .model import T2TViT
+
+if TYPE_CHECKING:
+    from .features import T2TFeatures
 
 __all__ = ["PRESETS", "canonical_name", "create_model", "list_models"]
 
@@ -52,11 +56,55 @@ def list_models() -> list[str]:
     return list(PRESETS)
 
 
-def create_model(name: str, **overrides: Any) -> T2TViT:
-    """Build a preset by name with randomly initialised weights.
+@overload
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    features_only: Literal[False] = False,
+    out_indices: None = None,
+    **overrides: Any,
+) -> T2TViT: ...
+@overload
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    features_only: Literal[True],
+    out_indices: int | Sequence[int] | None = None,
+    **overrides: Any,
+) -> T2TFeatures: ...
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    **overrides: Any,
+) -> T2TViT | T2TFeatures:
+    """Build a preset by name, randomly initialised (`pretrained=True`: through
+    `t2t_vit.from_pretrained`, where `overrides` are its keyword arguments).
 
     `overrides` replace any of the preset's `T2TViT` arguments (`num_classes`,
-    `img_size`, `drop_path_rate`, ...).
+    `img_size`, `drop_path_rate`, ...). `features_only=True` returns a `T2TFeatures`
+    backbone whose `forward` gives a list of NCHW maps, the levels `out_indices` picks
+    (default: the stem's T2T layers and the last block, strides 4, 8 and 16).
     """
+    if features_only:
+        from .features import create_feature_model
+
+        if pretrained:
+            from .hub import from_pretrained
+
+            return create_feature_model(from_pretrained(name, **overrides), out_indices)
+        return create_feature_model(name, out_indices, **overrides)
+    if out_indices is not None:
+        raise ValueError(
+            f"out_indices={out_indices!r} selects feature levels; pass features_only=True too"
+        )
+    if pretrained:
+        from .hub import from_pretrained
+
+        return from_pretrained(name, **overrides)
     kwargs = {**PRESETS[canonical_name(name)], **overrides}
     return T2TViT(**kwargs)
