@@ -425,20 +425,23 @@ def _loss(maps: list[torch.Tensor]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("tokens_type", ["transformer", "performer"])
-def test_grad_checkpointing_gives_the_same_maps_and_gradients(
+def test_grad_checkpointing_gives_the_same_maps_and_gradients_with_the_neck(
     tokens_type: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     features = create_feature_model(_tiny(tokens_type), out_indices=(0, 1, 2, 4)).train()
+    neck = t2t_vit.SimpleFeaturePyramid(32, 8)
+    model = nn.ModuleDict({"backbone": features, "neck": neck}).train()
     x = torch.randn(2, 3, 64, 80)
 
     def maps_and_grads() -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-        features.zero_grad()
+        model.zero_grad()
         # The Performer layers keep their official dropout; non-reentrant checkpointing
         # replays the RNG, so the same seed gives the same masks.
         torch.manual_seed(1)
         maps = features(x)
+        maps += neck(maps[-1])
         _loss(maps).backward()
-        grads = {n: p.grad.clone() for n, p in features.named_parameters() if p.grad is not None}
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         return [m.detach() for m in maps], grads
 
     plain_maps, plain = maps_and_grads()
@@ -457,7 +460,8 @@ def test_grad_checkpointing_gives_the_same_maps_and_gradients(
     assert wrapped == [layer, layer, "Block", "Block", "Block"]
     for ours, theirs in zip(maps, plain_maps, strict=True):
         torch.testing.assert_close(ours, theirs, atol=1e-7, rtol=0)
-    assert set(plain) == {n for n, p in features.named_parameters() if p.requires_grad}
+    # Every parameter of the backbone and the neck is used: nothing idles under DDP.
+    assert set(plain) == {n for n, p in model.named_parameters() if p.requires_grad}
     assert grads.keys() == plain.keys()
     for name, grad in plain.items():
         torch.testing.assert_close(grads[name], grad, atol=1e-7, rtol=0, msg=name)

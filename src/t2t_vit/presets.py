@@ -74,6 +74,15 @@ def create_model(
     out_indices: int | Sequence[int] | None = None,
     **overrides: Any,
 ) -> T2TFeatures: ...
+@overload
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    features_only: bool,
+    out_indices: int | Sequence[int] | None = None,
+    **overrides: Any,
+) -> T2TViT | T2TFeatures: ...
 def create_model(
     name: str,
     *,
