@@ -45,9 +45,9 @@ def _classes_with_constructors() -> list[type]:
 
 def test_the_public_classes_with_constructors_are_the_ones_checked_below() -> None:
     assert sorted(c.__name__ for c in _classes_with_constructors()) == [
-        "Attention", "Block", "DropPath", "EvalTransform", "ImageFolder", "Mlp",
-        "PretrainedLoadError", "StateDictMismatchError", "T2TModule", "T2TViT",
-        "TokenPerformer", "TokenTransformer",
+        "Attention", "Block", "DropPath", "EvalTransform", "FeatureInfo", "ImageFolder", "Mlp",
+        "PretrainedLoadError", "SimpleFeaturePyramid", "StateDictMismatchError",
+        "T2TFeatures", "T2TModule", "T2TViT", "TokenPerformer", "TokenTransformer",
     ]  # fmt: skip
 
 

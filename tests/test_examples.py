@@ -57,6 +57,47 @@ def test_train_digits_quick_mode_reports_both_stems(tmp_path: Path) -> None:
     assert saved[0]["params"] != saved[1]["params"]
 
 
+def test_segment_digits_quick_mode_reports_miou_for_every_variant_and_lowers_the_loss(
+    tmp_path: Path,
+) -> None:
+    out = _run(
+        [
+            str(EXAMPLES / "segment_digits.py"),
+            *("--epochs", "2", "--train-canvases", "96", "--test-canvases", "24"),
+            *("--json", "results.json"),
+        ],
+        tmp_path,
+    )
+    pattern = (
+        r"RESULT variant=([\w-]+) stem=(\w+) miou=([\d.]+) pixel_accuracy=([\d.]+) "
+        r"loss_first=([\d.]+) loss_last=([\d.]+) seconds=([\d.]+) cpu_seconds=[\d.]+ "
+        r"params=(\d+) steps=12 epochs=2 threads=1 seed=0"
+    )
+    found = re.findall(pattern, out)
+    assert [(f[0], f[1]) for f in found] == [
+        ("t2t", "transformer"),
+        ("t2t-neck", "transformer"),
+        ("patch", "patch"),
+    ]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [r["variant"] for r in saved] == ["t2t", "t2t-neck", "patch"]
+    # The T2T backbone returns its own pyramid; the patch stem only the stride-16 map.
+    assert [r["levels"] for r in saved] == [[4, 8, 16], [4, 8, 16], [16]]
+    for line, record in zip(found, saved, strict=True):
+        _, _, miou, acc, first, last, seconds, params = line
+        assert float(miou) == round(record["miou"], 4)
+        assert float(acc) == round(record["pixel_accuracy"], 4)
+        assert int(params) == record["params"]
+        assert record["test_canvases"] == 24
+        assert 0.0 < record["miou"] <= 1.0
+        assert float(seconds) > 0
+        # Twelve steps already lower the per-pixel cross-entropy by far (from about
+        # ln(11) = 2.4 towards the background-only level).
+        assert record["loss_last"] < 0.8 * record["loss_first"]
+        assert float(first) == round(record["loss_first"], 4)
+        assert float(last) == round(record["loss_last"], 4)
+
+
 def test_custom_backbone_example_trains_both_backbones(tmp_path: Path) -> None:
     out = _run(
         [str(EXAMPLES / "custom_backbone.py"), "--steps", "4", "--height", "32", "--width", "48"],

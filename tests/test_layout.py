@@ -15,7 +15,7 @@ PACKAGE = Path(t2t_vit.__file__).parent
 MODEL_SIDE = {
     "attention", "block", "pos_embed", "token_transformer", "token_performer", "t2t_module",
     "model", "presets", "pretrained_cfg", "flops", "training", "preprocess", "labels",
-    "predict", "evaluate", "visualize",
+    "predict", "evaluate", "visualize", "features", "neck",
 }  # fmt: skip
 #: Modules of the weights side.
 WEIGHTS_SIDE = {

@@ -226,3 +226,46 @@ def test_forward_intermediates_fold_non_square_grids() -> None:
     assert final.shape == (1, 16, 32)
     assert [m.shape for m in maps] == [(1, 32, 3, 5)] * 2
     assert t2t_vit.T2TModule is T2TModule
+
+
+@pytest.mark.parametrize("tokens_type", ["transformer", "performer"])
+def test_stem_intermediates_are_each_t2t_layers_output_folded_on_its_grid(tokens_type: str) -> None:
+    stem = T2TModule(in_chans=3, embed_dim=16, token_dim=8, tokens_type=tokens_type).eval()
+    x = torch.randn(2, 3, 100, 150)
+    outputs: list[torch.Tensor] = []
+    handles = [
+        a.register_forward_hook(lambda _m, _i, o: outputs.append(o)) for a in stem.attentions
+    ]
+    with torch.no_grad():
+        tokens, grid, maps = stem.forward_intermediates(x)
+        plain_tokens, plain_grid = stem(x)
+        first_only = stem.forward_maps(x, count=1)
+    for handle in handles:
+        handle.remove()
+    assert grid == plain_grid == (7, 10)
+    assert torch.equal(tokens, plain_tokens)
+    assert [tuple(m.shape) for m in maps] == [(2, 8, 25, 37), (2, 8, 13, 19)]
+    # The hooks saw the layers' tokens: row-major over the grid, as the official reshape.
+    assert torch.equal(maps[0], outputs[0].transpose(1, 2).reshape(2, 8, 25, 37))
+    assert torch.equal(maps[1], outputs[1].transpose(1, 2).reshape(2, 8, 13, 19))
+    assert len(first_only) == 1
+    assert torch.equal(first_only[0], maps[0])
+
+
+def test_stem_maps_count_out_of_range_is_a_clear_error() -> None:
+    stem = T2TModule(in_chans=3, embed_dim=16, token_dim=8)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "count=3 is out of range: this stem has 2 T2T layers (tokens_type 'performer'); "
+            "pass 0..2 or None for all"
+        ),
+    ):
+        stem.forward_maps(torch.randn(1, 3, 32, 32), count=3)
+
+
+def test_patch_stem_has_no_intermediate_maps() -> None:
+    stem = T2TModule(in_chans=3, embed_dim=16, token_dim=8, tokens_type="patch")
+    tokens, grid, maps = stem.forward_intermediates(torch.randn(1, 3, 48, 80))
+    assert (tuple(tokens.shape), grid, maps) == ((1, 15, 16), (3, 5), [])
+    assert stem.forward_maps(torch.randn(1, 3, 48, 80)) == []

@@ -12,10 +12,12 @@ from .convert import (
 from .errors import PretrainedLoadError
 from .evaluate import EvalResult, ImageFolder, evaluate
 from .factory import create_model
+from .features import FeatureInfo, T2TFeatures, create_feature_model, feature_levels
 from .flops import count_macs, count_params
 from .hub import push_to_hub
 from .labels import imagenet_wnids, load_labels, resolve_labels
 from .model import T2TViT
+from .neck import SimpleFeaturePyramid
 from .pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .predict import Prediction, predict
 from .preprocess import EvalTransform, load_image, preprocess
@@ -66,12 +68,15 @@ __all__ = [
     "DropPath",
     "EvalResult",
     "EvalTransform",
+    "FeatureInfo",
     "ImageFolder",
     "Mlp",
     "Prediction",
     "PretrainedLoadError",
     "PretrainedWeights",
+    "SimpleFeaturePyramid",
     "StateDictMismatchError",
+    "T2TFeatures",
     "T2TModule",
     "T2TViT",
     "TokenAttention",
@@ -88,9 +93,11 @@ __all__ = [
     "cosine_with_warmup",
     "count_macs",
     "count_params",
+    "create_feature_model",
     "create_model",
     "default_pretrained_cfg",
     "evaluate",
+    "feature_levels",
     "from_pretrained",
     "get_sinusoid_encoding",
     "get_weights",

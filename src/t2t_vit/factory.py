@@ -1,9 +1,12 @@
-"""`create_model`: a preset or weight name to a model, untrained or pretrained (timm's habit)."""
+"""`create_model`: a preset or weight name to a model or a feature backbone, untrained or
+pretrained (timm's habit)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal, overload
 
+from .features import T2TFeatures, create_feature_model
 from .model import T2TViT, check_model_args
 from .presets import PRESETS, canonical_name
 from .pretrained import from_pretrained
@@ -12,7 +15,41 @@ from .weights import get_weights
 __all__ = ["create_model"]
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> T2TViT:
+@overload
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    features_only: Literal[False] = False,
+    out_indices: None = None,
+    **kwargs: Any,
+) -> T2TViT: ...
+@overload
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    features_only: Literal[True],
+    out_indices: int | Sequence[int] | None = None,
+    **kwargs: Any,
+) -> T2TFeatures: ...
+@overload
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    features_only: bool,
+    out_indices: int | Sequence[int] | None = None,
+    **kwargs: Any,
+) -> T2TViT | T2TFeatures: ...
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    **kwargs: Any,
+) -> T2TViT | T2TFeatures:
     """Build a preset (`t2t-vit-14`) or the architecture of a registered weight
     (`t2t-vit-14.cifar10`) by name.
 
@@ -21,9 +58,19 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> T2TViT:
     `pretrained=True` loads the name's weights with `from_pretrained(name, **kwargs)`,
     which takes the same overrides (a new `num_classes` gets a fresh head, a new `img_size`
     a resampled position table) and its own options (`source`, `cache_dir`, ...).
+
+    `features_only=True` returns a `T2TFeatures` backbone whose `forward` gives a list of
+    NCHW maps, the levels `out_indices` picks (default: the stem's T2T layers and the last
+    block, strides 4, 8 and 16), with the classifier's parameter names.
     """
+    if out_indices is not None and not features_only:
+        raise ValueError(
+            f"out_indices={out_indices!r} selects feature levels; pass features_only=True too"
+        )
     if pretrained:
-        return from_pretrained(name, **kwargs)
-    base = get_weights(name).model_args() if "." in name else PRESETS[canonical_name(name)]
-    check_model_args(kwargs)
-    return T2TViT(**{**base, **kwargs})
+        model = from_pretrained(name, **kwargs)
+    else:
+        base = get_weights(name).model_args() if "." in name else PRESETS[canonical_name(name)]
+        check_model_args(kwargs)
+        model = T2TViT(**{**base, **kwargs})
+    return create_feature_model(model, out_indices) if features_only else model

@@ -87,7 +87,70 @@ def check_model_args(args: Mapping[str, Any]) -> None:
             )
 
 
-class T2TViT(nn.Module):
+class _TokenEmbedding:
+    """Image to the encoder's input sequence, and the blocks' checkpointed call.
+
+    Shared by `T2TViT` and `T2TFeatures`, which hold the same submodules under the
+    same names; the attributes below are theirs.
+    """
+
+    tokens_to_token: T2TModule
+    cls_token: nn.Parameter
+    pos_embed: Tensor
+    pos_drop: nn.Module
+    grid: tuple[int, int]
+    img_size: tuple[int, int]
+    dynamic_img_size: bool
+    grad_checkpointing: bool
+    training: bool
+    _pos_cache: dict[tuple[Any, ...], Tensor]
+
+    def pos_embed_for(self, grid: tuple[int, int]) -> Tensor:
+        """The position table for a token grid, `(1, 1 + h*w, C)`.
+
+        The native grid gets the stored table; other grids get it resampled
+        bicubically (class token row kept), cached per grid.
+        """
+        if tuple(grid) == self.grid:
+            return self.pos_embed
+        if not self.dynamic_img_size:
+            raise ValueError(
+                f"input gives a {grid[0]}x{grid[1]} token grid but the model was built for "
+                f"img_size {self.img_size} ({self.grid[0]}x{self.grid[1]}); pass "
+                f"dynamic_img_size=True to resample the position table"
+            )
+        if torch.compiler.is_compiling():
+            return resample_pos_embed(self.pos_embed, grid, self.grid)
+        pe = self.pos_embed
+        key = (grid, pe.data_ptr(), pe._version, pe.dtype, pe.device)
+        table = self._pos_cache.get(key)
+        if table is None:
+            if len(self._pos_cache) >= 8:
+                self._pos_cache.clear()
+            table = resample_pos_embed(pe, grid, self.grid)
+            self._pos_cache[key] = table
+        return table
+
+    def _embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        tokens, grid = self.tokens_to_token(x)
+        return self._add_positions(tokens, grid), grid
+
+    def _add_positions(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
+        """Stem tokens `(B, N, C)` to `(B, 1 + N, C)`: class token first, positions added."""
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        x = torch.cat((cls, tokens), dim=1) + self.pos_embed_for(grid)
+        out: Tensor = self.pos_drop(x)
+        return out
+
+    def _run_block(self, block: nn.Module, x: Tensor) -> Tensor:
+        if self.grad_checkpointing and self.training:
+            out: Tensor = checkpoint(block, x, use_reentrant=False)
+            return out
+        result: Tensor = block(x)
+        return result
+
+
+class T2TViT(_TokenEmbedding, nn.Module):
     """Tokens-to-Token Vision Transformer (Yuan et al., ICCV 2021).
 
     The constructor takes the official arguments by their official names, so
@@ -261,45 +324,6 @@ class T2TViT(nn.Module):
             self._init_weights(self.head)
 
     # -- forward ----------------------------------------------------------------------
-
-    def pos_embed_for(self, grid: tuple[int, int]) -> Tensor:
-        """The position table for a token grid, `(1, 1 + h*w, C)`.
-
-        The native grid gets the stored table; other grids get it resampled
-        bicubically (class token row kept), cached per grid.
-        """
-        if tuple(grid) == self.grid:
-            return self.pos_embed
-        if not self.dynamic_img_size:
-            raise ValueError(
-                f"input gives a {grid[0]}x{grid[1]} token grid but the model was built for "
-                f"img_size {self.img_size} ({self.grid[0]}x{self.grid[1]}); pass "
-                f"dynamic_img_size=True to resample the position table"
-            )
-        if torch.compiler.is_compiling():
-            return resample_pos_embed(self.pos_embed, grid, self.grid)
-        pe = self.pos_embed
-        key = (grid, pe.data_ptr(), pe._version, pe.dtype, pe.device)
-        table = self._pos_cache.get(key)
-        if table is None:
-            if len(self._pos_cache) >= 8:
-                self._pos_cache.clear()
-            table = resample_pos_embed(pe, grid, self.grid)
-            self._pos_cache[key] = table
-        return table
-
-    def _embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        tokens, grid = self.tokens_to_token(x)
-        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
-        x = torch.cat((cls, tokens), dim=1) + self.pos_embed_for(grid)
-        return self.pos_drop(x), grid
-
-    def _run_block(self, block: nn.Module, x: Tensor) -> Tensor:
-        if self.grad_checkpointing and self.training:
-            out: Tensor = checkpoint(block, x, use_reentrant=False)
-            return out
-        result: Tensor = block(x)
-        return result
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Image `(B, C, H, W)` to the normalised tokens `(B, 1 + N, embed_dim)`."""

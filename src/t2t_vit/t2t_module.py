@@ -256,15 +256,43 @@ class T2TModule(nn.Module):
             )
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        self.check_input(x)
+        tokens, grid, _ = self.forward_intermediates(x)
+        return tokens, grid
+
+    def forward_intermediates(self, x: Tensor) -> tuple[Tensor, tuple[int, int], list[Tensor]]:
+        """`forward`'s tokens and grid, plus the output of each T2T layer as a map.
+
+        The maps are `(B, token_dim, h_i, w_i)` on the grid of the soft split before
+        the layer (strides 4 and 8 for the paper's stem); the patch stem has none.
+        """
         if self.tokens_type == "patch":
+            self.check_input(x)
             x = self.project(x)
             h, w = x.shape[-2:]
-            return rearrange(x, "b c h w -> b (h w) c"), (int(h), int(w))
+            return rearrange(x, "b c h w -> b (h w) c"), (int(h), int(w)), []
+        maps = self.forward_maps(x)
+        if maps:
+            x = maps[-1]
+        h, w = _split_grid(int(x.shape[2]), int(x.shape[3]), self.layers[-1])
+        tokens = rearrange(self.soft_splits[-1](x), "b c n -> b n c")
+        return self.project(tokens), (h, w), maps
+
+    def forward_maps(self, x: Tensor, count: int | None = None) -> list[Tensor]:
+        """The outputs of the first `count` T2T layers (default all), each folded into
+        its map `(B, token_dim, h_i, w_i)`; the layers after them do not run."""
+        self.check_input(x)
+        layers = self.attentions
+        if count is None:
+            count = len(layers)
+        elif not 0 <= count <= len(layers):
+            raise ValueError(
+                f"count={count} is out of range: this stem has {len(layers)} T2T layers "
+                f"(tokens_type {self.tokens_type!r}); pass 0..{len(layers)} or None for all"
+            )
+        maps: list[Tensor] = []
         h, w = int(x.shape[2]), int(x.shape[3])
-        splits = self.soft_splits
         for i, (spec, split, layer) in enumerate(
-            zip(self.layers, splits, self.attentions, strict=False)
+            zip(self.layers[:count], self.soft_splits, layers[:count], strict=False)
         ):
             h, w = _split_grid(h, w, spec)
             tokens = _soft_split_image(x, spec) if i == 0 else rearrange(split(x), "b c n -> b n c")
@@ -273,5 +301,5 @@ class T2TModule(nn.Module):
             else:
                 tokens = layer(tokens)
             x = rearrange(tokens, "b (h w) c -> b c h w", h=h, w=w)
-        tokens = rearrange(splits[-1](x), "b c n -> b n c")
-        return self.project(tokens), _split_grid(h, w, self.layers[-1])
+            maps.append(x)
+        return maps
