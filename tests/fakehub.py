@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -92,11 +93,28 @@ def quiet_hub_client(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free port of 127.0.0.1 in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     fake = FakeHub()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def _reply(self, body: bool) -> None:
             status, headers, data = fake.answer(self.command, self.path)
             self.send_response(status)
@@ -114,19 +132,10 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
         def do_GET(self) -> None:
             self._reply(body=True)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    quiet_hub_client(monkeypatch, fake.url)
-    try:
+    with serving(Handler) as url:
+        fake.url = url
+        quiet_hub_client(monkeypatch, fake.url)
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # -- original release files -------------------------------------------------------------------
@@ -209,27 +218,18 @@ def releases(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Releas
     """A release server that `T2T_VIT_RELEASE_MIRROR` points at, and a cache in tmp_path."""
     fake = ReleaseServer()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_GET(self) -> None:
             _serve_release(fake, self)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("T2T_VIT_RELEASE_MIRROR", fake.mirror)
-    fake.cache = tmp_path / "t2t-vit-cache"
-    monkeypatch.setenv("T2T_VIT_CACHE", str(fake.cache))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
+    with serving(Handler) as url:
+        fake.url = url
+        fake.cache = tmp_path / "t2t-vit-cache"
+        monkeypatch.setenv("T2T_VIT_RELEASE_MIRROR", fake.mirror)
+        monkeypatch.setenv("T2T_VIT_CACHE", str(fake.cache))
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
