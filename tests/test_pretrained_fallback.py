@@ -452,3 +452,23 @@ def test_a_cache_folder_that_cannot_be_written_is_named(
         "T2T_VIT_CACHE or pass cache_dir= to use another",
     )
     assert releases.requests == []
+
+
+def test_a_local_folder_named_like_registered_weights_is_loaded_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = t2t_vit.T2TViT(img_size=32, embed_dim=32, depth=1, num_heads=2, token_dim=8)
+    t2t_vit.save_pretrained(model, tmp_path / "t2t-vit-7")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="t2t_vit"):
+        loaded = t2t_vit.from_pretrained("t2t-vit-7")
+        t2t_vit.from_pretrained("./t2t-vit-7")
+    assert loaded.config["depth"] == 1
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"t2t-vit-7: loaded the local folder {tmp_path / 't2t-vit-7'}, which has the name of "
+            "registered weights; to load those, run from another folder or rename this one",
+        ),
+        ("DEBUG", f"./t2t-vit-7: weights from the local folder {tmp_path / 't2t-vit-7'}"),
+    ]

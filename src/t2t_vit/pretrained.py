@@ -51,6 +51,14 @@ def _check_overrides(overrides: dict[str, Any]) -> None:
     check_model_args(overrides)
 
 
+def _is_registry_name(name: str) -> bool:
+    try:
+        get_weights(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_path_like(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
 
@@ -140,7 +148,17 @@ def from_pretrained(
     if path.is_dir():
         if source != "auto":
             raise ValueError(f"source={source!r} applies to registry names; {name!r} is a folder")
-        return load_folder(path, **load)
+        model = load_folder(path, **load)
+        if not _is_path_like(name) and _is_registry_name(name):
+            _log.warning(
+                "%s: loaded the local folder %s, which has the name of registered weights; "
+                "to load those, run from another folder or rename this one",
+                name, path.resolve(),
+            )  # fmt: skip
+        else:
+            # The caller named the folder: no need to tell them where the weights came from.
+            _log.debug("%s: weights from the local folder %s", name, path.resolve())
+        return model
     if _is_path_like(name):
         raise PretrainedLoadError(f"local folder {name!r} does not exist")
 
