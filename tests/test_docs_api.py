@@ -53,7 +53,7 @@ def test_api_page_references_resolve_to_the_exported_objects() -> None:
 
 def test_names_shadowing_submodules_are_referenced_through_their_module() -> None:
     shadowing = {name for name in t2t_vit.__all__ if _is_module(f"t2t_vit.{name}")}
-    assert shadowing == {"evaluate", "predict", "preprocess"}
+    assert shadowing == {"evaluate", "predict", "preprocess", "publish"}
     refs = set(_references())
     for name in shadowing:
         assert f"t2t_vit.{name}.{name}" in refs

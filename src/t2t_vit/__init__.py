@@ -29,6 +29,7 @@ from .pretrained_cfg import (
     default_pretrained_cfg,
     resolve_pretrained_cfg,
 )
+from .publish import PublishedWeights, publish
 from .serialization import save_pretrained
 from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule
 from .token_performer import TokenPerformer
@@ -74,6 +75,7 @@ __all__ = [
     "Prediction",
     "PretrainedLoadError",
     "PretrainedWeights",
+    "PublishedWeights",
     "SimpleFeaturePyramid",
     "StateDictMismatchError",
     "T2TFeatures",
@@ -113,6 +115,7 @@ __all__ = [
     "param_groups_layer_decay",
     "predict",
     "preprocess",
+    "publish",
     "push_to_hub",
     "record_attention",
     "record_attention_maps",
