@@ -88,9 +88,12 @@ _DNS = ("name or service not known", "nodename nor servname", "getaddrinfo faile
 _LOCAL = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EDQUOT}
 
 
-def describe_failure(err: BaseException, *, timeout: float | None = None) -> str:
+def describe_failure(
+    err: BaseException, *, timeout: float | None = None, file: str | None = None
+) -> str:
     """A few words on what a failed request met: `connection refused`, `timed out after 5 s`,
     `HTTP 404 (repository not found)`, `server error (HTTP 503)`, `offline mode is on`, ...
+    `file` names the file a Hub request asked for, for a file-not-found answer.
 
     Reads the whole exception chain, so it works on huggingface_hub's, httpx's, requests'
     and urllib's errors alike.
@@ -107,12 +110,13 @@ def describe_failure(err: BaseException, *, timeout: float | None = None) -> str
         code, reason = status
         if code >= 500:
             return f"server error (HTTP {code}{' ' + reason if reason else ''})"
+        missing = f"no {file} in the repository" if file else "file not found in the repository"
         what = {
             "GatedRepoError": "gated repository: accept its conditions on the Hub and log in",
             "RepositoryNotFoundError": "repository not found, or private",
             "RevisionNotFoundError": "revision not found",
-            "RemoteEntryNotFoundError": "file not found in the repository",
-            "EntryNotFoundError": "file not found in the repository",
+            "RemoteEntryNotFoundError": missing,
+            "EntryNotFoundError": missing,
         }
         detail = next((what[type(c).__name__] for c in chain if type(c).__name__ in what), reason)
         return f"HTTP {code}{f' ({detail})' if detail else ''}"

@@ -35,6 +35,7 @@ __all__ = [
     "download_folder",
     "hub_timeout",
     "push_to_hub",
+    "timeout_from_env",
     "upload_folder",
 ]
 
@@ -54,13 +55,19 @@ class HubUnavailableError(Exception):
         self.attempt = attempt
 
 
+def timeout_from_env(variable: str, default: float) -> float:
+    """Seconds from one of huggingface_hub's timeout variables (`HF_HUB_ETAG_TIMEOUT`,
+    `HF_HUB_DOWNLOAD_TIMEOUT`) if it is set to a number, else `default`."""
+    value = os.environ.get(variable, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        return default
+
+
 def hub_timeout() -> float:
     """`$HF_HUB_ETAG_TIMEOUT` (huggingface_hub's own setting) if set, else `DEFAULT_HUB_TIMEOUT`."""
-    value = os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
-    try:
-        return float(value) if value else DEFAULT_HUB_TIMEOUT
-    except ValueError:
-        return DEFAULT_HUB_TIMEOUT
+    return timeout_from_env("HF_HUB_ETAG_TIMEOUT", DEFAULT_HUB_TIMEOUT)
 
 
 def endpoint() -> str:
@@ -104,12 +111,6 @@ def _cached(
     return config, weights
 
 
-def _server_or_transport(err: BaseException) -> bool:
-    """A failure after which a cached copy may still serve: no answer, or a server error."""
-    answer = describe_failure(err)
-    return not answer.startswith("HTTP 4")
-
-
 def download_folder(
     repo_id: str,
     *,
@@ -149,8 +150,9 @@ def download_folder(
         # tens of seconds before it gives up.
         _probe(url, timeout)
     except Exception as err:
-        answer = _name_file(describe_failure(err, timeout=timeout), CONFIG_NAME)
-        if _server_or_transport(err) and not force_download:
+        answer = describe_failure(err, timeout=timeout, file=CONFIG_NAME)
+        # No answer, or a server error (not a 4xx): a cached copy may still serve.
+        if not answer.startswith("HTTP 4") and not force_download:
             files = _cached(repo_id, rev, cache_dir)
             if files is not None:
                 _log.warning("%s: %s; using the cached copy", where, answer)
@@ -171,7 +173,7 @@ def download_folder(
                 library_version=__version__,
             )
         except Exception as err:
-            answer = _name_file(describe_failure(err, timeout=timeout), name)
+            answer = describe_failure(err, timeout=timeout, file=name)
             raise HubUnavailableError(Attempt(where, answer)) from err
         paths.append(Path(path))
     return paths[0], paths[1]
@@ -202,10 +204,6 @@ def _probe(url: str, timeout: float) -> None:
     response = session.head(url, headers=headers, timeout=timeout, **no_redirects)
     if response.status_code >= 400:
         hf_raise_for_status(response)
-
-
-def _name_file(answer: str, name: str) -> str:
-    return answer.replace("file not found in the repository", f"no {name} in the repository")
 
 
 def upload_folder(

@@ -27,6 +27,7 @@ from typing import Any
 
 from .checkpoint import convert_checkpoint, sha256sum
 from .errors import Attempt, describe_failure
+from .hub import timeout_from_env
 from .serialization import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME
 from .weights import PretrainedWeights
 
@@ -103,11 +104,7 @@ def expected_sha256_prefix(file_name: str) -> str | None:
 
 
 def _timeout() -> float:
-    value = os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", "").strip()
-    try:
-        return float(value) if value else DEFAULT_DOWNLOAD_TIMEOUT
-    except ValueError:
-        return DEFAULT_DOWNLOAD_TIMEOUT
+    return timeout_from_env("HF_HUB_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT)
 
 
 def _opener() -> urllib.request.OpenerDirector:
