@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -103,15 +103,17 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return 0 < length <= size - 8 and head[8:9] == b"{"
 
 
-def sniff(path: Path) -> str | None:
-    """What a file looks like when it is not a checkpoint this library can read, else `None`.
+def identify(path: Path) -> tuple[Literal["torch", "safetensors"] | None, str]:
+    """The checkpoint format of a file, `"torch"` or `"safetensors"`, else `None` and what
+    the file looks like instead (the second item is `""` for a checkpoint).
 
-    Checkpoints are zip archives holding `data.pkl` (`torch.save` since PyTorch 1.6), legacy
-    pickles (protocol 2 to 5) and safetensors files.
+    torch.save writes zip archives holding `data.pkl` (since PyTorch 1.6) and, before,
+    pickles (protocol 2 to 5) that open with PyTorch's magic number. A damaged archive
+    counts as torch's: `torch.load` says what is wrong with it.
     """
     size = path.stat().st_size
     if size == 0:
-        return "an empty file (0 bytes; an interrupted download?)"
+        return None, "an empty file (0 bytes; an interrupted download?)"
     with path.open("rb") as f:
         head = f.read(512)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
@@ -121,17 +123,22 @@ def sniff(path: Path) -> str | None:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except zipfile.BadZipFile:
-            return None  # a truncated torch.save archive: torch.load says what is wrong
+            return "torch", ""
         if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-            return f"a zip archive without the data.pkl of torch.save ({len(names)} entries)"
-        return None
+            return None, f"a zip archive without the data.pkl of torch.save ({len(names)} entries)"
+        return "torch", ""
     if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
         # torch.save's legacy format opens with its magic number, pickled as a LONG1.
         if head[2:14] == b"\x8a\x0a" + _LEGACY_MAGIC:
-            return None
-        return "a Python pickle that torch.save did not write (no PyTorch magic number)"
+            return "torch", ""
+        return None, "a Python pickle that torch.save did not write (no PyTorch magic number)"
     if _looks_like_safetensors(head, size):
-        return None
+        return "safetensors", ""
+    return None, _looks_like(head)
+
+
+def _looks_like(head: bytes) -> str:
+    """What the first bytes of a file that is no checkpoint look like."""
     for magic, what in _MAGIC:
         if head.startswith(magic):
             return what
@@ -156,12 +163,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, trust_checkpoint: bool = Fa
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint {str(file)!r} does not exist or is not a file")
-    looks = sniff(file)
-    if looks is not None:
+    kind, looks = identify(file)
+    if kind is None:
         raise ValueError(f"{file} is not a PyTorch checkpoint: it looks like {looks}; {_ACCEPTED}")
-    with file.open("rb") as f:
-        safetensors_content = _looks_like_safetensors(f.read(9), file.stat().st_size)
-    if file.suffix == ".safetensors" or safetensors_content:
+    if kind == "safetensors" or file.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
