@@ -312,6 +312,7 @@ def convert_checkpoint(
     model: str | Mapping[str, Any] | None = None,
     trust_checkpoint: bool = False,
     ignore_keys: Iterable[str] = (),
+    sha256: str | None = None,
 ) -> ConversionResult:
     """Convert an original checkpoint file into a Hub folder: `model.safetensors`,
     `config.json` and a model card `README.md`.
@@ -321,7 +322,8 @@ def convert_checkpoint(
     registry, else the preset is inferred from the shapes. Keys starting with any of
     `ignore_keys` are dropped (and reported); every other key must be used and every
     shape must fit. The file is read with `load_checkpoint` (weights only unless
-    `trust_checkpoint`).
+    `trust_checkpoint`). The file's SHA-256 is recorded in the folder; pass `sha256` when
+    it is already known (it is computed otherwise).
     """
     path = Path(checkpoint)
     raw, key = extract_state_dict(load_checkpoint(path, trust_checkpoint=trust_checkpoint))
@@ -353,7 +355,7 @@ def convert_checkpoint(
         # A class count other than ImageNet's gets index labels rather than a guessed dataset.
         cfg = default_pretrained_cfg(net.img_size, net.in_chans, net.num_classes)
         cfg["source"] = {"origin": f"converted from {path.name}", "file_name": path.name}
-    cfg["source"]["sha256"] = sha256sum(path)
+    cfg["source"]["sha256"] = sha256 or sha256sum(path)
     cfg["source"]["format"] = detected
     out = save_pretrained(net, out_dir, pretrained_cfg=cfg)
     write_model_card(out, model_args=net.config, pretrained_cfg=cfg, name=name)

@@ -292,7 +292,9 @@ def converted_folder(
         tmp = final.with_name(f".{entry.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
             # Weights only, whatever the caller passes: this file came from the network.
-            result = convert_checkpoint(dest, tmp, model=entry.name, trust_checkpoint=False)
+            result = convert_checkpoint(
+                dest, tmp, model=entry.name, trust_checkpoint=False, sha256=digest
+            )
             files = {n: result.files[n] for n in (WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME)}
             record = _Provenance(entry.name, entry.url, url, digest, files)
             (tmp / PROVENANCE_NAME).write_text(json.dumps(record.__dict__, indent=2) + "\n")
