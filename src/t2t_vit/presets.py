@@ -48,10 +48,16 @@ def canonical_name(name: str) -> str:
     return key
 
 
+def closest(name: str, known: Any) -> str | None:
+    """The one of `known` closest to `name`, if any is close (a likely typo)."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def did_you_mean(name: str, known: Any) -> str:
     """`" (did you mean 'x'?)"` for the closest of `known` to `name`, else `""`."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(name, known)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def list_models() -> list[str]:

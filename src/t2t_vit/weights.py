@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .presets import PRESETS, canonical_name, did_you_mean
+from .presets import PRESETS, canonical_name, closest, did_you_mean
 from .pretrained_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 __all__ = [
@@ -318,10 +318,11 @@ def get_weights(name: str) -> PretrainedWeights:
     if tag and tags:
         # A known preset with an unknown tag: compare tags alone (the shared preset part
         # would make every name look close), else list the preset's own weights.
-        close = did_you_mean(tag, [t.partition(".")[2] for t in tags])
-        hint = (
-            close.replace("'", f"'{preset}.", 1) if close else f" ({preset} has {', '.join(tags)})"
-        )
+        close = closest(tag, [t.partition(".")[2] for t in tags])
+        if close:
+            hint = f" (did you mean {f'{preset}.{close}'!r}?)"
+        else:
+            hint = f" ({preset} has {', '.join(tags)})"
     else:
         hint = did_you_mean(key, known)
     raise ValueError(f"unknown pretrained model {name!r}{hint}; known: {', '.join(known)}")
