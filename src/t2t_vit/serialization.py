@@ -272,8 +272,6 @@ def load_folder(
             UserWarning,
             stacklevel=3,
         )
-        cfg["labels"] = [str(i) for i in range(num_classes or 0)]
-        cfg.pop("metrics", None)
     if img_size is not None:
         model_args["img_size"] = img_size
     try:
@@ -286,13 +284,12 @@ def load_folder(
         raise PretrainedLoadError(
             f"{where}: config.json model_args do not fit T2TViT: {err}"
         ) from None
-    if new_head:
+    if new_head and num_classes:
         # A fresh head, initialised as the model initialises its own; everything else is
         # checked strictly.
-        head = nn.Linear(model.embed_dim, num_classes or 1)
+        head = nn.Linear(model.embed_dim, num_classes)
         T2TViT._init_weights(head)
-        if num_classes:
-            state.update({"head.weight": head.weight.data, "head.bias": head.bias.data})
+        state.update({"head.weight": head.weight.data, "head.bias": head.bias.data})
     if img_size is not None and "pos_embed" in state:
         trained_grid = model.tokens_to_token.output_grid(
             *_pair(config["model_args"].get("img_size", 224))
@@ -310,6 +307,8 @@ def load_folder(
         ) from None
     model.load_state_dict(state, strict=True, assign=True)
     model.pretrained_cfg = cfg or None
+    # Labels that do not fit the head (a new num_classes) become class indices, and the
+    # checkpoint's metrics go with them.
     model.pretrained_cfg = resolve_pretrained_cfg(model)
     model.to(device=device or "cpu", dtype=dtype)
     return model.eval()
