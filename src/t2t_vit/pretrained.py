@@ -162,7 +162,8 @@ def from_pretrained(
     if _is_path_like(name):
         raise PretrainedLoadError(f"local folder {name!r} does not exist")
 
-    if "/" in name:
+    repo = "/" in name
+    if repo:
         entry = WEIGHTS.get(name.split("/")[1])
         if source == "original":
             raise ValueError(
@@ -183,14 +184,16 @@ def from_pretrained(
             attempts.append(err.attempt)
         else:
             folder = config.parent
-            if weights.parent != folder:  # pragma: no cover - huggingface_hub keeps one folder
-                raise PretrainedLoadError(f"{CONFIG_NAME} and {WEIGHTS_NAME} of {repo_id} differ")
+            if weights.parent != folder:  # pragma: no cover - a race with a push
+                raise PretrainedLoadError(
+                    f"{CONFIG_NAME} and {WEIGHTS_NAME} of {repo_id} came from different commits "
+                    "(the branch moved while they downloaded); load again"
+                )
             model = load_folder(
                 folder, where=f"Hub repository {repo_id}", advice=_HUB_ADVICE, **load
             )
             _log.info("%s: weights from the Hugging Face Hub repository %s", name, repo_id)
             return model
-    repo = "/" in name
     if entry is None or source == "hub" or repo or revision is not None:
         raise _failure(name, attempts, _advice(entry, attempts, repo))
 

@@ -164,11 +164,13 @@ def download(url: str, dest: Path, *, expected_prefix: str | None = None) -> str
         raise
     with response:
         resumed = start > 0 and response.status == 206
+        # A server that ignores the range sends the whole file: start it again.
+        offset = start if resumed else 0
         length = response.headers.get("Content-Length")
-        total = int(length) + (start if resumed else 0) if length and length.isdigit() else None
+        total = int(length) + offset if length and length.isdigit() else None
         with (
             part.open("ab" if resumed else "wb") as out,
-            _progress(total, start if resumed else 0, dest.name) as bar,
+            _progress(total, offset, dest.name) as bar,
         ):
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
