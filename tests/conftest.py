@@ -19,6 +19,8 @@ from fakehub import (  # noqa: F401  (fixtures)
 )
 from safetensors.torch import load_file
 
+import t2t_vit
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 #: Tolerances stated once: fp32 against the official outputs.
@@ -49,6 +51,14 @@ def recipe_state_dict(shapes: dict[str, list[int]], seed: int) -> dict[str, torc
             t = t / 0.05
         state_dict[key] = t
     return state_dict
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """The tiny official transformer fixture saved in the Hub layout (`save_pretrained`)."""
+    model = t2t_vit.T2TViT(**load_json("tiny_transformer.json")["official_kwargs"])
+    model.load_state_dict(load_tensors("tiny_transformer.state_dict.safetensors"))
+    return t2t_vit.save_pretrained(model, tmp_path / "tiny")
 
 
 @pytest.fixture(scope="session")

@@ -111,13 +111,6 @@ def test_safetensors_content_under_a_pth_name_is_read_as_safetensors(tmp_path: P
         torch.testing.assert_close(model(io["input"]), io["logits"], atol=TINY_ATOL, rtol=0)
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    model = t2t_vit.T2TViT(**load_json("tiny_transformer.json")["official_kwargs"])
-    model.load_state_dict(load_tensors("tiny_transformer.state_dict.safetensors"))
-    return t2t_vit.save_pretrained(model, tmp_path / "tiny")
-
-
 def test_a_corrupt_local_folder_gets_advice_for_a_local_folder(folder: Path) -> None:
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-64])

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_json, load_tensors
+from conftest import load_tensors
 
 import t2t_vit
 from t2t_vit import PretrainedLoadError
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    """The tiny official transformer fixture saved in the Hub layout."""
-    model = t2t_vit.T2TViT(**load_json("tiny_transformer.json")["official_kwargs"])
-    model.load_state_dict(load_tensors("tiny_transformer.state_dict.safetensors"))
-    return t2t_vit.save_pretrained(model, tmp_path / "tiny")
 
 
 def test_other_num_classes_drops_the_head_with_a_warning(folder: Path) -> None:
