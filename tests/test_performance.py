@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import t2t_vit
-from t2t_vit.t2t_module import _soft_split_image
+from t2t_vit.layers.t2t_module import _soft_split_image
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from inference_models import photo_like, real_photos
 from PIL import Image
 
 import t2t_vit
-from t2t_vit.preprocess import EvalTransform
+from t2t_vit.inference.preprocess import EvalTransform
 
 #: Tolerance of the issue: the same numbers as timm's transform, to 1e-6.
 ATOL = 1e-6

@@ -19,8 +19,8 @@ from fakehub import FakeHub, ReleaseServer
 
 import t2t_vit
 from t2t_vit import PretrainedLoadError
-from t2t_vit.errors import Attempt
 from t2t_vit.weights import WEIGHTS
+from t2t_vit.weights.errors import Attempt
 
 #: Generous: a fallback takes well under a second here; the bound only catches retries.
 FALLBACK_SECONDS = 30.0
@@ -358,7 +358,7 @@ def test_a_hub_revision_never_falls_back(no_hub: str, releases: ReleaseServer) -
 def test_the_cache_lives_where_the_documentation_says(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from t2t_vit.release import cache_root, original_url
+    from t2t_vit.weights.release import cache_root, original_url
 
     monkeypatch.delenv("T2T_VIT_CACHE")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

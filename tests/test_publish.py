@@ -15,8 +15,8 @@ from fakehub import FakeHub, ReleaseServer
 
 import t2t_vit
 from t2t_vit.cli import main
-from t2t_vit.publish import publish
 from t2t_vit.weights import WEIGHTS
+from t2t_vit.weights.publish import publish
 
 
 @pytest.fixture

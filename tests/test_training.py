@@ -126,11 +126,11 @@ def test_drop_path_rate_grows_linearly_and_drops_whole_samples() -> None:
     rates = [getattr(b.drop_path, "drop_prob", 0.0) for b in model.blocks]
     assert rates == pytest.approx([0.0, 0.1, 0.2])
     x = torch.ones(1000, 4)
-    out = t2t_vit.block.drop_path(x, 0.25, training=True)
+    out = t2t_vit.layers.block.drop_path(x, 0.25, training=True)
     kept = out[:, 0] != 0
     assert torch.equal(out[kept], torch.full((int(kept.sum()), 4), 1 / 0.75))
     assert 0.7 < kept.float().mean().item() < 0.8
-    assert torch.equal(t2t_vit.block.drop_path(x, 0.25, training=False), x)
+    assert torch.equal(t2t_vit.layers.block.drop_path(x, 0.25, training=False), x)
 
 
 def _grads(model: T2TViT, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
@@ -155,8 +155,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(
         wrapped.append(type(function).__name__)
         return checkpoint(function, *args, **kwargs)
 
-    monkeypatch.setattr(t2t_vit.model, "checkpoint", spy)
-    monkeypatch.setattr(t2t_vit.t2t_module, "checkpoint", spy)
+    monkeypatch.setattr(t2t_vit.models.t2t_vit, "checkpoint", spy)
+    monkeypatch.setattr(t2t_vit.layers.t2t_module, "checkpoint", spy)
     _grads(model, x, y, seed=1)
     assert wrapped == []
     model.set_grad_checkpointing(True)

@@ -12,7 +12,7 @@ from inference_models import tiny_model
 from PIL import Image
 
 import t2t_vit
-from t2t_vit.visualize import colormap_lut
+from t2t_vit.inference.visualize import colormap_lut
 
 KINDS = ("transformer", "performer")
 

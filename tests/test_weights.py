@@ -10,7 +10,7 @@ import pytest
 from conftest import OFFICIAL_PRESETS
 
 import t2t_vit
-from t2t_vit.weights import CIFAR_MEAN, CIFAR_STD, _default_for
+from t2t_vit.weights.registry import CIFAR_MEAN, CIFAR_STD, _default_for
 
 ROOT = Path(__file__).parents[1]
 ZOO_START, ZOO_END = "<!-- zoo-table:start -->\n", "<!-- zoo-table:end -->"

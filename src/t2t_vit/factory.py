@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
-from .features import T2TFeatures, create_feature_model
-from .model import T2TViT, check_model_args
-from .presets import PRESETS, canonical_name
-from .pretrained import from_pretrained
-from .weights import get_weights
+from .models.features import T2TFeatures, create_feature_model
+from .models.presets import PRESETS, canonical_name
+from .models.t2t_vit import T2TViT, check_model_args
+from .weights.pretrained import from_pretrained
+from .weights.registry import get_weights
 
 __all__ = ["create_model"]
 

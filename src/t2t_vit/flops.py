@@ -24,7 +24,7 @@ def count_macs(model: nn.Module, img_size: int | tuple[int, int] = 224, in_chans
     MAC is two FLOPs), with the explicit attention path so that the attention
     products are counted on every backend.
     """
-    from .attention import Attention
+    from .layers.attention import Attention
 
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
     param = next(model.parameters())

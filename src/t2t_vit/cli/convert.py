@@ -52,7 +52,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run(args: argparse.Namespace) -> int:
     """Convert, then print what was decided and the sha256 of each written file."""
-    from ..checkpoint import convert_checkpoint
+    from ..weights.checkpoint import convert_checkpoint
 
     result = convert_checkpoint(
         args.checkpoint,

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 from ..factory import create_model
-from ..model import T2TViT
-from ..presets import PRESETS, canonical_name
-from ..pretrained import from_pretrained
+from ..models.presets import PRESETS, canonical_name
+from ..models.t2t_vit import T2TViT
+from ..weights.pretrained import from_pretrained
 
 __all__ = ["load_model", "register"]
 
@@ -122,7 +122,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _image_arguments(arguments: list[str]) -> list[str]:
     """The image files the IMAGE arguments name: a file as given, a folder as its images."""
-    from ..evaluate import IMG_EXTENSIONS, _image_files
+    from ..inference.evaluate import IMG_EXTENSIONS, _image_files
 
     images: list[str] = []
     for argument in arguments:
@@ -139,7 +139,7 @@ def _image_arguments(arguments: list[str]) -> list[str]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..predict import predict
+    from ..inference.predict import predict
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
@@ -171,7 +171,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate
+    from ..inference.evaluate import evaluate
 
     _check_model_args(args.model, args.weights)
     if not os.path.isdir(args.data_dir):
@@ -199,7 +199,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from ..flops import count_macs, count_params
-    from ..pretrained_cfg import resolve_pretrained_cfg
+    from ..weights.pretrained_cfg import resolve_pretrained_cfg
 
     source: str
     if args.weights is not None:
@@ -209,8 +209,8 @@ def _info(args: argparse.Namespace) -> int:
         model = load_model(None, args.name)
         source = args.name
     else:
-        from ..model import T2TViT
-        from ..weights import get_weights
+        from ..models.t2t_vit import T2TViT
+        from ..weights.registry import get_weights
 
         try:
             entry = get_weights(args.name)
@@ -261,8 +261,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _attention(args: argparse.Namespace) -> int:
-    from ..preprocess import EvalTransform, require_pillow
-    from ..visualize import colormap_lut, overlay_map, rollout
+    from ..inference.preprocess import EvalTransform, require_pillow
+    from ..inference.visualize import colormap_lut, overlay_map, rollout
 
     # Every argument is checked before the model is loaded and run.
     _check_model_args(args.model, args.weights)

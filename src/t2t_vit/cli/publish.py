@@ -31,7 +31,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run(args: argparse.Namespace) -> int:
     """Publish, printing one line per weight."""
-    from ..publish import publish
+    from ..weights.publish import publish
 
     for done in publish(
         args.org, args.names, out_dir=args.out, dry_run=args.dry_run, token=args.token

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from .pretrained_cfg import resolve_pretrained_cfg
+from ..weights.pretrained_cfg import resolve_pretrained_cfg
 
 __all__ = ["LABEL_SETS", "imagenet_wnids", "load_labels", "resolve_labels"]
 
@@ -22,7 +22,8 @@ LABEL_SETS: dict[str, str] = {
 
 @cache
 def _read(file: str) -> tuple[str, ...]:
-    text = resources.files("t2t_vit").joinpath("data").joinpath(file).read_text(encoding="utf-8")
+    data = resources.files(__package__ or "").joinpath("data")
+    text = data.joinpath(file).read_text(encoding="utf-8")
     return tuple(line for line in text.splitlines() if line)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import torch
 from torch import Tensor, nn
 
-from .pretrained_cfg import default_pretrained_cfg, resolve_pretrained_cfg
+from ..weights.pretrained_cfg import default_pretrained_cfg, resolve_pretrained_cfg
 
 if TYPE_CHECKING:
     import numpy as np

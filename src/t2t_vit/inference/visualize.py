@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .attention import record_attention
-from .model import T2TViT
+from ..layers.attention import record_attention
+from ..models.t2t_vit import T2TViT
 from .preprocess import require_numpy, require_pillow
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import Any, overload
 from einops import rearrange
 from torch import Tensor, nn
 
-from .model import T2TViT, _TokenEmbedding
+from .t2t_vit import T2TViT, _TokenEmbedding
 
 __all__ = ["FeatureInfo", "T2TFeatures", "create_feature_model", "feature_levels"]
 

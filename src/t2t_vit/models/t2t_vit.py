@@ -11,9 +11,9 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .block import Block
-from .pos_embed import get_sinusoid_encoding, resample_pos_embed
-from .t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType, _check_layers
+from ..layers.block import Block
+from ..layers.pos_embed import get_sinusoid_encoding, resample_pos_embed
+from ..layers.t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType, _check_layers
 
 __all__ = ["MODEL_ARGS", "T2TViT", "check_model_args"]
 

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ..models.presets import PRESETS, canonical_name
+from ..models.t2t_vit import T2TViT
 from .convert import (
     StateDictMismatchError,
     _strip_prefix,
@@ -25,9 +27,8 @@ from .convert import (
     detect_source,
     infer_model_args,
 )
-from .model import T2TViT
-from .presets import PRESETS, canonical_name
 from .pretrained_cfg import default_pretrained_cfg
+from .registry import find_weights_by_file_name, get_weights
 from .serialization import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
@@ -35,7 +36,6 @@ from .serialization import (
     save_pretrained,
     write_model_card,
 )
-from .weights import find_weights_by_file_name, get_weights
 
 __all__ = [
     "SAFE_GLOBALS",

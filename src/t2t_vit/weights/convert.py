@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .presets import PRESETS
+from ..models.presets import PRESETS
 
 __all__ = [
     "SOURCES",

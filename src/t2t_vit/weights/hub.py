@@ -18,8 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from ..models.t2t_vit import T2TViT
 from .errors import Attempt, describe_failure
-from .model import T2TViT
 from .pretrained_cfg import resolve_pretrained_cfg
 from .serialization import (
     CONFIG_NAME,
@@ -126,7 +126,7 @@ def download_folder(
     """
     from huggingface_hub import hf_hub_download, hf_hub_url
 
-    from . import __version__
+    from .. import __version__
 
     rev = revision or "main"
     base = endpoint()
@@ -191,7 +191,7 @@ def _probe(url: str, timeout: float) -> None:
         hf_raise_for_status,
     )
 
-    from . import __version__
+    from .. import __version__
 
     # requests.Session before huggingface_hub 1.0, an httpx client since: typed as neither.
     session: Any = get_session()

@@ -15,13 +15,13 @@ from typing import Any, Literal
 
 import torch
 
+from ..models.presets import did_you_mean
+from ..models.t2t_vit import MODEL_ARGS, T2TViT, check_model_args
 from .errors import Attempt, PretrainedLoadError
 from .hub import HubUnavailableError, download_folder, offline
-from .model import MODEL_ARGS, T2TViT, check_model_args
-from .presets import did_you_mean
+from .registry import WEIGHTS, PretrainedWeights, get_weights
 from .release import OriginalUnavailableError, converted_folder, original_url
 from .serialization import CONFIG_NAME, WEIGHTS_NAME, load_folder
-from .weights import WEIGHTS, PretrainedWeights, get_weights
 
 __all__ = ["SOURCES", "Source", "from_pretrained"]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from .errors import PretrainedLoadError
 from .hub import offline, upload_folder
+from .registry import WEIGHTS, get_weights
 from .release import OriginalUnavailableError, converted_folder
 from .serialization import CONFIG_NAME, WEIGHTS_NAME, load_folder, read_config, write_model_card
-from .weights import WEIGHTS, get_weights
 
 __all__ = ["PublishedWeights", "publish"]
 

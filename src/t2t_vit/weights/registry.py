@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .presets import PRESETS, canonical_name, closest, did_you_mean
+from ..models.presets import PRESETS, canonical_name, closest, did_you_mean
 from .pretrained_cfg import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 __all__ = [

@@ -28,8 +28,8 @@ from typing import Any
 from .checkpoint import convert_checkpoint, sha256sum
 from .errors import Attempt, describe_failure
 from .hub import timeout_from_env
+from .registry import PretrainedWeights
 from .serialization import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME
-from .weights import PretrainedWeights
 
 __all__ = [
     "CACHE_ENV",
@@ -145,7 +145,7 @@ def download(url: str, dest: Path, *, expected_prefix: str | None = None) -> str
     whose SHA-256 does not start with `expected_prefix` is deleted and `IntegrityError`
     names both hashes. Network failures raise as they come (see `describe_failure`).
     """
-    from . import __version__
+    from .. import __version__
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".incomplete")

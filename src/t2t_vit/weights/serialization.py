@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..layers.pos_embed import resample_pos_embed
+from ..models.t2t_vit import T2TViT, _pair, check_model_args
 from .convert import StateDictMismatchError, check_state_dict
 from .errors import PretrainedLoadError
-from .model import T2TViT, _pair, check_model_args
-from .pos_embed import resample_pos_embed
 from .pretrained_cfg import label_count, resolve_pretrained_cfg
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Using a trained model: preprocessing, prediction, evaluation, labels and attention maps."""

@@ -1,0 +1,1 @@
+"""The T2T-ViT model, its presets, its multi-scale feature backbone and a pyramid neck."""
