@@ -184,3 +184,16 @@ def test_forward_intermediates_rejects_bad_indices_and_format() -> None:
         model.forward_intermediates(x, indices=[0, 5])
     with pytest.raises(ValueError, match="output_fmt must be 'NCHW' or 'NLC', got 'NHWC'"):
         model.forward_intermediates(x, output_fmt="NHWC")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_overlay_of_a_map_with_nan_or_inf_is_one_clear_error(bad: float) -> None:
+    img = Image.fromarray(np.full((20, 30, 3), 100, dtype=np.uint8))
+    mask = torch.zeros(2, 3)
+    mask[1, 2] = bad
+    with pytest.raises(
+        ValueError,
+        match=r"^the map holds 1 NaN or infinite value\(s\) \(first at \[1, 2\]\); "
+        r"pass a finite \(h, w\) map in \[0, 1\]$",
+    ):
+        t2t_vit.overlay_map(img, mask)

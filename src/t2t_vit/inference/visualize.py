@@ -226,6 +226,13 @@ def overlay_map(
     m = mask.detach().float().cpu().numpy() if isinstance(mask, Tensor) else numpy.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"the map must be 2-D (h, w), got shape {tuple(m.shape)}")
+    bad = ~numpy.isfinite(m)
+    if bad.any():
+        first = [int(i) for i in numpy.argwhere(bad)[0]]
+        raise ValueError(
+            f"the map holds {int(bad.sum())} NaN or infinite value(s) (first at {first}); "
+            "pass a finite (h, w) map in [0, 1]"
+        )
     base = image.convert("RGB")
     resized = image_mod.fromarray(m.astype(numpy.float32)).resize(
         base.size, image_mod.Resampling.BILINEAR
