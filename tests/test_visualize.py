@@ -197,3 +197,23 @@ def test_overlay_of_a_map_with_nan_or_inf_is_one_clear_error(bad: float) -> None
         r"pass a finite \(h, w\) map in \[0, 1\]$",
     ):
         t2t_vit.overlay_map(img, mask)
+
+
+def test_record_attention_maps_of_an_image_path_says_to_preprocess_it() -> None:
+    model = tiny_model(depth=1)
+    with pytest.raises(
+        TypeError,
+        match=r"^record_attention_maps takes a preprocessed batch \(B, C, H, W\) tensor, got "
+        r"str 'photo\.jpg'; pass t2t_vit\.preprocess\(image, model\)$",
+    ):
+        t2t_vit.record_attention_maps(model, "photo.jpg")  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"^record_attention_maps takes a model \(T2TViT\) first, got str"
+    ):
+        t2t_vit.record_attention_maps("photo.jpg", model)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError,
+        match=r"^record_attention_maps takes a preprocessed batch \(B, C, H, W\) tensor, got "
+        r"shape \(3, 32, 32\); add the batch dimension: x\[None\]$",
+    ):
+        t2t_vit.record_attention_maps(model, torch.randn(3, 32, 32))

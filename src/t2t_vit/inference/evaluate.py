@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from .predict import check_classifier
 from .preprocess import EvalTransform, _check_count
 
 __all__ = ["IMG_EXTENSIONS", "EvalResult", "ImageFolder", "evaluate"]
@@ -192,6 +193,9 @@ def evaluate(
     installed. An image that cannot be read raises the same one-line error, naming
     the file, with any number of `workers`.
     """
+    check_classifier(
+        "evaluate(model, root)", model, "the folder comes second: evaluate(model, root)"
+    )
     _check_count("top_k", top_k)
     _check_count("batch_size", batch_size)
     _check_count("workers", workers, minimum=0)
