@@ -224,6 +224,21 @@ LOCAL_ADVICE = (
 )
 
 
+def check_load_args(num_classes: int | None, dtype: object) -> None:
+    """Refuse a `num_classes` or `dtype` to load with before any file is read."""
+    if num_classes is not None:
+        check_model_args({"num_classes": num_classes})
+    if dtype is None:
+        return
+    if isinstance(dtype, str):
+        raise TypeError(
+            f"dtype must be a torch.dtype such as torch.{dtype.removeprefix('torch.')}, got the "
+            f"string {dtype!r}"
+        )
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+
+
 def load_folder(
     folder: str | os.PathLike[str],
     *,
@@ -238,12 +253,14 @@ def load_folder(
     """Build the model a Hub folder describes and load its weights strictly, in eval mode.
 
     A `num_classes` other than the checkpoint's drops its classifier (with a warning) and
-    leaves a fresh head; an `img_size` other than the checkpoint's resamples the position
-    table bicubically (class token kept). `overrides` replace other `T2TViT` arguments
+    leaves a fresh head (`num_classes=0`: no head, no warning); an `img_size` other than
+    the checkpoint's resamples the position table bicubically (class token kept).
+    `overrides` replace other `T2TViT` arguments
     (`drop_path_rate`, ...); one that changes a weight's shape fails the strict load.
     `where` names the folder's origin in messages and `advice` says what to do about a
     corrupt weights file.
     """
+    check_load_args(num_classes, dtype)
     path = Path(folder)
     where = where or str(path)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
@@ -265,13 +282,20 @@ def load_folder(
         dropped = [k for k in ("head.weight", "head.bias") if k in state]
         for k in dropped:
             del state[k]
-        warnings.warn(
-            f"{where}: num_classes={num_classes} differs from the checkpoint's "
-            f"{trained_classes}: dropped {', '.join(dropped) or 'nothing'}; the new head is "
-            "randomly initialised",
-            UserWarning,
-            stacklevel=3,
-        )
+        if num_classes:
+            warnings.warn(
+                f"{where}: num_classes={num_classes} differs from the checkpoint's "
+                f"{trained_classes}: dropped {', '.join(dropped) or 'nothing'}; the new head is "
+                "randomly initialised",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            # Asked for no head: nothing random to warn about.
+            _log.info(
+                "%s: num_classes=0: dropped %s; the model returns its pooled features",
+                where, ", ".join(dropped) or "nothing",
+            )  # fmt: skip
     if img_size is not None:
         model_args["img_size"] = img_size
     try:
