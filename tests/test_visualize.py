@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -217,3 +218,18 @@ def test_record_attention_maps_of_an_image_path_says_to_preprocess_it() -> None:
         r"shape \(3, 32, 32\); add the batch dimension: x\[None\]$",
     ):
         t2t_vit.record_attention_maps(model, torch.randn(3, 32, 32))
+
+
+@pytest.mark.parametrize(
+    ("indices", "message"),
+    [
+        ([0, 0], "indices [0, 0] name block 0 twice (0 and 0); name each block once"),
+        ([1, -1], "indices [1, -1] name block 1 twice (1 and -1); name each block once"),
+    ],
+)
+def test_forward_intermediates_refuses_a_block_named_twice_as_out_indices_does(
+    indices: list[int], message: str
+) -> None:
+    model = tiny_model(depth=2)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model.forward_intermediates(torch.randn(1, 3, 32, 32), indices=indices)

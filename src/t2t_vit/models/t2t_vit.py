@@ -465,6 +465,15 @@ class T2TViT(_TokenEmbedding, nn.Module):
             bad = [i for i, t in zip(indices, take, strict=True) if not 0 <= t < depth]
             if bad:
                 raise ValueError(f"block indices {bad} out of range for depth {depth}")
+            # As out_indices does: a repeated block would silently come back once.
+            seen: dict[int, int] = {}
+            for i, t in zip(indices, take, strict=True):
+                if t in seen:
+                    raise ValueError(
+                        f"indices {list(indices)!r} name block {t} twice ({seen[t]} and {i}); "
+                        "name each block once"
+                    )
+                seen[t] = i
         x, (h, w) = self._embed(x)
         last = max(take) if stop_early else depth - 1
         maps: list[Tensor] = []
