@@ -298,3 +298,29 @@ def test_missing_pillow_is_reported_with_the_extra(
         "t2t-vit predict: error: image preprocessing needs Pillow; install it with: "
         'pip install "t2t-vit[image]"',
     )
+
+
+def test_predict_and_evaluate_both_follow_symlinked_folders_each_folder_once(
+    tmp_path: Path, colour_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = write_tree(tmp_path / "outside", [("deep", "red")])[0]
+    inside = write_tree(tmp_path / "imgs", [("a", "blue")])[0]
+    (tmp_path / "imgs" / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "imgs" / "loop").symlink_to(tmp_path / "imgs")  # seen once, not forever
+    status, out, _ = run(
+        capsys, "predict", str(tmp_path / "imgs"), "--weights", str(colour_weights), "--json"
+    )
+    assert status == 0
+    images = [r["image"] for r in json.loads(out)]
+    assert images == [str(inside), str(tmp_path / "imgs" / "link" / "deep" / outside.name)]
+
+    # evaluate reads the same files: a class folder's symlinked subfolder counts.
+    tree = tmp_path / "tree"
+    write_tree(tree, [("blue", "blue"), ("green", "green"), ("red", "red")])
+    (tree / "red" / "more").symlink_to(tmp_path / "outside")
+    status, out, _ = run(
+        capsys, "evaluate", str(tree), "--weights", str(colour_weights), "--json",
+        "--workers", "0", "--no-progress",
+    )  # fmt: skip
+    assert status == 0
+    assert json.loads(out)["images"] == 4

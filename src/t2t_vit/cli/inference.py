@@ -85,7 +85,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "images",
         nargs="+",
         metavar="IMAGE",
-        help="an image file, or a folder: its images, recursively, in sorted order",
+        help="an image file, or a folder: its images, recursively (symbolic links followed), in "
+        "sorted order",
     )
     _add_model_args(p)
     p.add_argument("--top-k", type=int, default=5, metavar="K")

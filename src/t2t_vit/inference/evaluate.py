@@ -28,16 +28,27 @@ def _image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The image files under `folder` (recursively, endings in `IMG_EXTENSIONS`), sorted.
 
     Hidden files and folders (names starting with `.`, such as macOS `._*` files) are
-    skipped: they are no images even where their ending says so.
+    skipped: they are no images even where their ending says so. Symbolic links to folders
+    are followed, as torchvision's ImageFolder does, each real folder once (a link back up
+    the tree is not walked again).
     """
-    root = Path(folder)
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMG_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [
+            Path(dirpath, name)
+            for name in filenames
+            if not name.startswith(".")
+            and os.path.splitext(name)[1].lower() in IMG_EXTENSIONS
+            and os.path.isfile(os.path.join(dirpath, name))
+        ]
+    return sorted(found)
 
 
 class ImageFolder(Dataset[tuple[Tensor, int]]):
