@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import re
 import tempfile
@@ -57,12 +58,21 @@ class HubUnavailableError(Exception):
 
 def timeout_from_env(variable: str, default: float) -> float:
     """Seconds from one of huggingface_hub's timeout variables (`HF_HUB_ETAG_TIMEOUT`,
-    `HF_HUB_DOWNLOAD_TIMEOUT`) if it is set to a number, else `default`."""
+    `HF_HUB_DOWNLOAD_TIMEOUT`) if it is set, else `default`. `ValueError` names the variable
+    when it is no number greater than 0 (0 would make every request fail at once)."""
     value = os.environ.get(variable, "").strip()
-    try:
-        return float(value) if value else default
-    except ValueError:
+    if not value:
         return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ValueError(
+            f"{variable}={value!r} must be a number of seconds greater than 0 (it is "
+            "huggingface_hub's setting; unset it for the default)"
+        )
+    return seconds
 
 
 def hub_timeout() -> float:
