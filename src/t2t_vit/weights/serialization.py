@@ -224,6 +224,17 @@ LOCAL_ADVICE = (
 )
 
 
+def _builds(model_args: dict[str, Any]) -> bool:
+    """Whether `model_args` alone make a `T2TViT` (on the meta device: nothing allocated)."""
+    try:
+        check_model_args(model_args)
+        with torch.device("meta"):
+            T2TViT(**model_args)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def check_load_args(num_classes: int | None, dtype: object) -> None:
     """Refuse a `num_classes` or `dtype` to load with before any file is read."""
     if num_classes is not None:
@@ -275,6 +286,12 @@ def load_folder(
     model_args.update(overrides or {})
     cfg = dict(config.get("pretrained_cfg") or {})
 
+    # What the caller changed, for messages that must not blame config.json for it.
+    changed = {**(overrides or {}), **({} if img_size is None else {"img_size": img_size})}
+    given = ", ".join(
+        f"{k}={v!r} (config.json: {config['model_args'].get(k, 'default')!r})"
+        for k, v in changed.items()
+    )
     trained_classes = model_args.get("num_classes", 1000)
     new_head = num_classes is not None and num_classes != trained_classes
     if new_head:
@@ -305,9 +322,10 @@ def load_folder(
         with torch.device("meta"):
             model = T2TViT(**model_args)
     except (TypeError, ValueError) as err:
-        raise PretrainedLoadError(
-            f"{where}: config.json model_args do not fit T2TViT: {err}"
-        ) from None
+        blame = "config.json model_args"
+        if given and _builds(config["model_args"]):
+            blame = f"the arguments {given}"
+        raise PretrainedLoadError(f"{where}: {blame} do not fit T2TViT: {err}") from None
     if new_head and num_classes:
         # A fresh head, initialised as the model initialises its own; everything else is
         # checked strictly.
@@ -325,8 +343,9 @@ def load_folder(
     try:
         check_state_dict(model, state)
     except StateDictMismatchError as err:
+        what = f"that the arguments {given} make of" if given else "in"
         raise PretrainedLoadError(
-            f"the weights of {where} do not fit the architecture in its config.json: {err}",
+            f"the weights of {where} do not fit the architecture {what} its config.json: {err}",
             mismatch=err,
         ) from None
     model.load_state_dict(state, strict=True, assign=True)
