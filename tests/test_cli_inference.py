@@ -324,3 +324,22 @@ def test_predict_and_evaluate_both_follow_symlinked_folders_each_folder_once(
     )  # fmt: skip
     assert status == 0
     assert json.loads(out)["images"] == 4
+
+
+def test_ctrl_c_in_evaluate_is_one_line_and_exit_status_130(
+    tmp_path: Path,
+    colour_weights: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_tree(tmp_path / "tree", TREE)
+
+    def interrupted(self: t2t_vit.T2TViT, x: torch.Tensor) -> torch.Tensor:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(t2t_vit.T2TViT, "forward", interrupted)
+    status, out, err = run(
+        capsys, "evaluate", str(tmp_path / "tree"), "--weights", str(colour_weights),
+        "--workers", "0", "--no-progress",
+    )  # fmt: skip
+    assert (status, out, err) == (130, "", "t2t-vit evaluate: interrupted\n")
