@@ -51,6 +51,14 @@ def _image_files(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(found)
 
 
+def evaluate_file_message(path: str | os.PathLike[str]) -> str:
+    """What to say when a file is given where evaluation takes a folder."""
+    return (
+        f"{os.fspath(path)!r} is a file; evaluate takes a folder DATA_DIR/<class>/<image> (for "
+        "single images use t2t-vit predict)"
+    )
+
+
 class ImageFolder(Dataset[tuple[Tensor, int]]):
     """Images under `root/<class>/`, classes numbered in sorted folder-name order.
 
@@ -72,6 +80,8 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
                 keeps all.
         """
         self.root = Path(root)
+        if self.root.is_file():
+            raise ValueError(evaluate_file_message(root))
         if not self.root.is_dir():
             raise FileNotFoundError(f"evaluation folder not found: {str(self.root)!r}")
         self.classes = sorted(
