@@ -33,6 +33,7 @@ from .serialization import (
 __all__ = [
     "DEFAULT_HUB_TIMEOUT",
     "HubUnavailableError",
+    "check_upload_access",
     "download_folder",
     "hub_timeout",
     "push_to_hub",
@@ -216,6 +217,56 @@ def _probe(url: str, timeout: float) -> None:
         hf_raise_for_status(response)
 
 
+def check_upload_access(token: str | None = None) -> str:
+    """Before any work that ends in an upload: that there is a Hub token and the Hub accepts
+    it, one short request. Returns the account name.
+
+    Raises `ValueError` for an empty or missing token, `PermissionError` for a token the Hub
+    refuses and `ConnectionError` for a Hub that cannot be reached, each in one line.
+    """
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[attr-defined]
+
+    from .. import __version__
+
+    base = endpoint()
+    if offline():
+        raise ConnectionError("offline mode is on (HF_HUB_OFFLINE=1); uploading needs the Hub")
+    if token is not None and not token.strip():
+        raise ValueError(
+            'the Hub token is empty (an unset variable in --token "$HF_TOKEN"?); pass a token, '
+            "or log in with `hf auth login`"
+        )
+    effective = token or get_token()
+    if not effective:
+        raise ValueError("no Hub token: log in with `hf auth login`, set HF_TOKEN, or pass --token")
+    timeout = hub_timeout()
+    headers = build_hf_headers(
+        token=effective, library_name=LIBRARY_NAME, library_version=__version__
+    )
+    session: Any = get_session()
+    try:
+        # One request, never retried: huggingface_hub's own calls retry for tens of seconds.
+        response = session.get(f"{base}/api/whoami-v2", headers=headers, timeout=timeout)
+    except Exception as err:
+        answer = describe_failure(err, timeout=timeout)
+        raise ConnectionError(f"cannot reach the Hub at {base}: {answer}") from None
+    if response.status_code == 401:
+        raise PermissionError(
+            f"the Hub at {base} refused the token (HTTP 401); check it, or log in again with "
+            "`hf auth login`"
+        )
+    if response.status_code >= 400:
+        raise ConnectionError(
+            f"the Hub at {base} answered HTTP {response.status_code} to the token check"
+        )
+    try:
+        name = response.json().get("name", "")
+    except (ValueError, AttributeError):
+        name = ""
+    return str(name)
+
+
 def upload_folder(
     folder: str | os.PathLike[str],
     repo_id: str,
@@ -261,6 +312,7 @@ def push_to_hub(
     (created if missing). Returns huggingface_hub's commit info."""
     if not isinstance(model, T2TViT):
         raise TypeError(f"push_to_hub expects a T2TViT, got {type(model).__name__}")
+    check_upload_access(token)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = pretrained_cfg or resolve_pretrained_cfg(model)
         save_pretrained(model, tmp, pretrained_cfg=cfg)
