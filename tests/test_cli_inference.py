@@ -23,6 +23,7 @@ from PIL import Image
 
 import t2t_vit
 from t2t_vit.cli import main
+from t2t_vit.weights import WEIGHTS
 
 #: What each class folder holds: (folder, colour drawn). Two are drawn in the wrong colour.
 TREE = [
@@ -231,6 +232,9 @@ def test_info_prints_architecture_params_macs_and_metrics(
     assert status == 0
     model = t2t_vit.create_model("t2t-vit-7")
     params = t2t_vit.count_params(model, trainable_only=True)
+    total = t2t_vit.count_params(model)
+    # The count the zoo table shows (whole state dict) is the one labelled so.
+    assert total == WEIGHTS["t2t-vit-7.official"].params
     macs = t2t_vit.count_macs(model, 224)
     lines = out.splitlines()
     assert lines[0] == "model: t2t-vit-7"
@@ -239,11 +243,15 @@ def test_info_prints_architecture_params_macs_and_metrics(
         "token_dim=64 num_classes=1000"
     )
     assert lines[3] == "input: 224x224 -> 14x14 tokens"
-    assert lines[4] == f"params: {params:,} ({params / 1e6:.2f} M)"
+    assert lines[4] == (
+        f"params: {total:,} ({total / 1e6:.2f} M) in the state dict, as the zoo table counts; "
+        f"{params:,} ({params / 1e6:.2f} M) trainable"
+    )
     assert lines[5] == f"MACs: {macs:,} ({macs / 1e9:.2f} G)"
     assert lines[-2] == "labels: imagenet-1k"
     # The registry's figures for the official T2T-ViT-7 weights, without a download.
-    assert lines[-1] == "metrics: top1=71.7  top5=None  dataset=imagenet-1k"
+    # An unknown figure (the official release states no top-5) is left out, not "None".
+    assert lines[-1] == "metrics: top1=71.7  dataset=imagenet-1k"
     assert lines[1].startswith("source: t2t-vit-7.official from https://github.com/")
 
     status, out, _ = run(capsys, "info", "t2t-vit-14-wide")

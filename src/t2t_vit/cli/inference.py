@@ -281,8 +281,12 @@ def _info(args: argparse.Namespace) -> int:
     grid = model.grid
     print(f"input: {height}x{width} -> {grid[0]}x{grid[1]} tokens")
     params = count_params(model, trainable_only=True)
+    total = count_params(model)
     macs = count_macs(model, (int(height), int(width)), in_chans=model.in_chans)
-    print(f"params: {params:,} ({params / 1e6:.2f} M)")
+    print(
+        f"params: {total:,} ({total / 1e6:.2f} M) in the state dict, as the zoo table counts; "
+        f"{params:,} ({params / 1e6:.2f} M) trainable"
+    )
     print(f"MACs: {macs:,} ({macs / 1e9:.2f} G)")
     print(
         f"preprocessing: resize {cfg['interpolation']} crop_pct={cfg['crop_pct']} "
@@ -291,8 +295,10 @@ def _info(args: argparse.Namespace) -> int:
     labels = cfg.get("labels")
     print(f"labels: {labels if isinstance(labels, str) else f'{len(labels or [])} names'}")
     metrics = cfg.get("metrics")
-    if isinstance(metrics, dict) and metrics:
-        print("metrics: " + "  ".join(f"{k}={v}" for k, v in metrics.items()))
+    # A figure the source does not state (None) is left out rather than shown as "None".
+    known = {k: v for k, v in metrics.items() if v is not None} if isinstance(metrics, dict) else {}
+    if known:
+        print("metrics: " + "  ".join(f"{k}={v}" for k, v in known.items()))
     else:
         print("metrics: none in the config")
     return 0
