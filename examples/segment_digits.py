@@ -48,7 +48,9 @@ def load_digit_pools(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError as err:  # pragma: no cover - the dev extra has it
-        raise SystemExit("this example needs scikit-learn: pip install scikit-learn") from err
+        raise SystemExit(
+            'this example needs scikit-learn: pip install ".[examples]" (or scikit-learn)'
+        ) from err
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32) / 16.0
     labels = torch.tensor(digits.target, dtype=torch.long)

@@ -41,7 +41,9 @@ def load_digits_split(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError as err:  # pragma: no cover - the dev extra has it
-        raise SystemExit("this example needs scikit-learn: pip install scikit-learn") from err
+        raise SystemExit(
+            'this example needs scikit-learn: pip install ".[examples]" (or scikit-learn)'
+        ) from err
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
     y = torch.tensor(digits.target, dtype=torch.long)

@@ -41,6 +41,8 @@ class FakeHub:
         self.url = ""
         #: When set, every request is answered with this HTTP status (a server fault).
         self.status: int | None = None
+        #: Tokens that `/api/whoami-v2` accepts (as the account "tester").
+        self.tokens: set[str] = set()
 
     def add(self, repo_id: str, folder: Path, branch: str = "main") -> str:
         """Commit the files of `folder` to `branch`; returns the commit hash."""
@@ -54,10 +56,18 @@ class FakeHub:
     def gets(self, filename: str) -> int:
         return sum(1 for m, p in self.requests if m == "GET" and p.endswith("/" + filename))
 
-    def answer(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    def answer(
+        self, method: str, path: str, authorization: str = ""
+    ) -> tuple[int, dict[str, str], bytes]:
         self.requests.append((method, path))
         if self.status is not None:
             return self.status, {}, b""
+        if path == "/api/whoami-v2":
+            if authorization.removeprefix("Bearer ") in self.tokens:
+                body = b'{"type": "user", "name": "tester"}'
+                headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+                return 200, headers, body
+            return 401, {}, b""
         match = _RESOLVE.match(path)
         if match is None:
             return 404, {}, b""
@@ -91,6 +101,10 @@ def quiet_hub_client(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # No token of the machine's user: a test gives the one it means.
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", "/nonexistent/t2t-vit-tests/token")
 
 
 class _Quiet(BaseHTTPRequestHandler):
@@ -116,7 +130,8 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
 
     class Handler(_Quiet):
         def _reply(self, body: bool) -> None:
-            status, headers, data = fake.answer(self.command, self.path)
+            auth = self.headers.get("Authorization", "")
+            status, headers, data = fake.answer(self.command, self.path, auth)
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -209,3 +210,33 @@ def test_typos_suggest_the_closest_known_name() -> None:
         "unknown pretrained model 't2t-vit-t-14.mmpretrian' (did you mean "
         "'t2t-vit-t-14.mmpretrain'?); known: t2t-vit-7, "
     )
+
+
+def test_a_negative_num_classes_is_refused_before_loading(folder: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"^num_classes must be at least 0 \(0: no head\), got -1$"
+    ):
+        t2t_vit.from_pretrained(folder, num_classes=-1)
+
+
+def test_num_classes_0_drops_the_head_without_a_warning_of_a_new_head(
+    folder: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    model = t2t_vit.from_pretrained(folder, num_classes=0)
+    assert [str(w.message) for w in recwarn] == []
+    assert isinstance(model.head, torch.nn.Identity)
+    assert model.num_classes == 0
+
+
+@pytest.mark.parametrize(
+    ("dtype", "message"),
+    [
+        ("float16", "dtype must be a torch.dtype such as torch.float16, got the string 'float16'"),
+        (torch.int8, "dtype must be a floating-point torch.dtype, got torch.int8"),
+    ],
+)
+def test_a_dtype_that_is_no_float_torch_dtype_is_refused_before_loading(
+    folder: Path, dtype: object, message: str
+) -> None:
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        t2t_vit.from_pretrained(folder, dtype=dtype)  # type: ignore[arg-type]

@@ -281,3 +281,74 @@ def test_predict_and_evaluate_counts_must_be_ints_of_their_minimum(tmp_path: Pat
     for call, error, message in cases:
         with pytest.raises(error, match=f"^{re.escape(message)}$"):
             call()
+
+
+# -- messages that fit the mistake (issue 17, item 19) ----------------------------------
+
+
+def test_evaluate_of_an_image_file_says_it_takes_a_folder(
+    tmp_path: Path, colour_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "photo.jpg"
+    solid((200, 10, 10)).save(photo)
+    status, out, err = run(capsys, "evaluate", str(photo), "--weights", str(colour_weights))
+    assert (status, out) == (2, "")
+    assert err == (
+        f"t2t-vit evaluate: error: {str(photo)!r} is a file; evaluate takes a folder "
+        f"DATA_DIR/<class>/<image> (for single images use t2t-vit predict)\n"
+    )
+    with pytest.raises(ValueError, match=r"^'.*photo\.jpg' is a file; evaluate takes a folder"):
+        t2t_vit.evaluate(colour_model(), photo)
+
+
+def test_weights_that_do_not_exist_or_are_a_file_are_called_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "photo.jpg"
+    solid((200, 10, 10)).save(photo)
+    missing = tmp_path / "does-not-exist"
+    status, _, err = run(capsys, "predict", str(photo), "--weights", str(missing))
+    assert (status, err) == (
+        2,
+        f"t2t-vit predict: error: --weights {str(missing)!r}: no such folder\n",
+    )
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_bytes(b"x")
+    status, _, err = run(capsys, "predict", str(photo), "--weights", str(ckpt))
+    assert (status, err) == (
+        2,
+        f"t2t-vit predict: error: --weights {str(ckpt)!r} is a file; it takes a folder "
+        "written by save_pretrained (for a checkpoint file run `t2t-vit convert FILE DIR` "
+        "and pass DIR)\n",
+    )
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "attention", "info"])
+def test_an_empty_model_name_is_called_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    photo = tmp_path / "photo.jpg"
+    solid((200, 10, 10)).save(photo)
+    write_tree(tmp_path / "val", TREE)
+    argv = {
+        "predict": ["predict", str(photo), "--model", ""],
+        "evaluate": ["evaluate", str(tmp_path / "val"), "--model", ""],
+        "attention": ["attention", str(photo), "--model", "", "--out", str(tmp_path / "a.png")],
+        "info": ["info", ""],
+    }[command]
+    status, _, err = run(capsys, *argv)
+    what = "NAME" if command == "info" else "--model"
+    assert (status, err) == (
+        2,
+        f"t2t-vit {command}: error: {what} is empty; give a preset or registry name "
+        "(e.g. t2t-vit-14) or a Hub repository id (org/name)\n",
+    )
+
+
+def test_info_of_a_path_that_does_not_exist_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "info", "./does-not-exist")
+    assert (status, err) == (
+        2,
+        "t2t-vit info: error: './does-not-exist': no such folder; info takes a preset or "
+        "registry name, or a folder written by save_pretrained\n",
+    )

@@ -23,6 +23,7 @@ from PIL import Image
 
 import t2t_vit
 from t2t_vit.cli import main
+from t2t_vit.weights import WEIGHTS
 
 #: What each class folder holds: (folder, colour drawn). Two are drawn in the wrong colour.
 TREE = [
@@ -231,6 +232,9 @@ def test_info_prints_architecture_params_macs_and_metrics(
     assert status == 0
     model = t2t_vit.create_model("t2t-vit-7")
     params = t2t_vit.count_params(model, trainable_only=True)
+    total = t2t_vit.count_params(model)
+    # The count the zoo table shows (whole state dict) is the one labelled so.
+    assert total == WEIGHTS["t2t-vit-7.official"].params
     macs = t2t_vit.count_macs(model, 224)
     lines = out.splitlines()
     assert lines[0] == "model: t2t-vit-7"
@@ -239,11 +243,15 @@ def test_info_prints_architecture_params_macs_and_metrics(
         "token_dim=64 num_classes=1000"
     )
     assert lines[3] == "input: 224x224 -> 14x14 tokens"
-    assert lines[4] == f"params: {params:,} ({params / 1e6:.2f} M)"
+    assert lines[4] == (
+        f"params: {total:,} ({total / 1e6:.2f} M) in the state dict, as the zoo table counts; "
+        f"{params:,} ({params / 1e6:.2f} M) trainable"
+    )
     assert lines[5] == f"MACs: {macs:,} ({macs / 1e9:.2f} G)"
     assert lines[-2] == "labels: imagenet-1k"
     # The registry's figures for the official T2T-ViT-7 weights, without a download.
-    assert lines[-1] == "metrics: top1=71.7  top5=None  dataset=imagenet-1k"
+    # An unknown figure (the official release states no top-5) is left out, not "None".
+    assert lines[-1] == "metrics: top1=71.7  dataset=imagenet-1k"
     assert lines[1].startswith("source: t2t-vit-7.official from https://github.com/")
 
     status, out, _ = run(capsys, "info", "t2t-vit-14-wide")
@@ -298,3 +306,48 @@ def test_missing_pillow_is_reported_with_the_extra(
         "t2t-vit predict: error: image preprocessing needs Pillow; install it with: "
         'pip install "t2t-vit[image]"',
     )
+
+
+def test_predict_and_evaluate_both_follow_symlinked_folders_each_folder_once(
+    tmp_path: Path, colour_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = write_tree(tmp_path / "outside", [("deep", "red")])[0]
+    inside = write_tree(tmp_path / "imgs", [("a", "blue")])[0]
+    (tmp_path / "imgs" / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "imgs" / "loop").symlink_to(tmp_path / "imgs")  # seen once, not forever
+    status, out, _ = run(
+        capsys, "predict", str(tmp_path / "imgs"), "--weights", str(colour_weights), "--json"
+    )
+    assert status == 0
+    images = [r["image"] for r in json.loads(out)]
+    assert images == [str(inside), str(tmp_path / "imgs" / "link" / "deep" / outside.name)]
+
+    # evaluate reads the same files: a class folder's symlinked subfolder counts.
+    tree = tmp_path / "tree"
+    write_tree(tree, [("blue", "blue"), ("green", "green"), ("red", "red")])
+    (tree / "red" / "more").symlink_to(tmp_path / "outside")
+    status, out, _ = run(
+        capsys, "evaluate", str(tree), "--weights", str(colour_weights), "--json",
+        "--workers", "0", "--no-progress",
+    )  # fmt: skip
+    assert status == 0
+    assert json.loads(out)["images"] == 4
+
+
+def test_ctrl_c_in_evaluate_is_one_line_and_exit_status_130(
+    tmp_path: Path,
+    colour_weights: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_tree(tmp_path / "tree", TREE)
+
+    def interrupted(self: t2t_vit.T2TViT, x: torch.Tensor) -> torch.Tensor:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(t2t_vit.T2TViT, "forward", interrupted)
+    status, out, err = run(
+        capsys, "evaluate", str(tmp_path / "tree"), "--weights", str(colour_weights),
+        "--workers", "0", "--no-progress",
+    )  # fmt: skip
+    assert (status, out, err) == (130, "", "t2t-vit evaluate: interrupted\n")

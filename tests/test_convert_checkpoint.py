@@ -280,3 +280,47 @@ def test_cifar_checkpoint_with_registry_name_gets_cifar_preprocessing(tmp_path: 
         "bilinear",
         [3, 224, 224],
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '{"embed_dim": 48, "depthh": 2}',
+            "unknown T2TViT argument 'depthh' (did you mean 'depth'?); accepted: img_size, "
+            "tokens_type, in_chans",
+        ),
+        (
+            '{"embed_dim": 48,}',
+            "not valid JSON (Expecting property name enclosed in double "
+            "quotes at line 1 column 18)",
+        ),
+        ('{"embed_dim": "48"}', "T2TViT argument embed_dim='48' must be an integer, not str"),
+        ("[1, 2]", "must hold a JSON object of T2TViT arguments, got a list"),
+    ],
+)
+def test_a_bad_model_json_is_one_line_naming_the_file_and_the_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str
+) -> None:
+    ckpt = tmp_path / "tiny.pth"
+    torch.save({"state_dict": load_tensors("tiny_transformer.state_dict.safetensors")}, ckpt)
+    spec = tmp_path / "args.json"
+    spec.write_text(text)
+    status, out, err = _convert(
+        str(ckpt), str(tmp_path / "out"), "--model", str(spec), capsys=capsys
+    )
+    assert (status, out) == (2, "")
+    assert err.startswith(f"t2t-vit convert: error: --model {str(spec)!r}: {problem}")
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_model_json_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "tiny.pth"
+    torch.save({"state_dict": load_tensors("tiny_transformer.state_dict.safetensors")}, ckpt)
+    spec = tmp_path / "nowhere.json"
+    status, _, err = _convert(str(ckpt), str(tmp_path / "out"), "--model", str(spec), capsys=capsys)
+    assert (status, err) == (
+        2,
+        f"t2t-vit convert: error: --model {str(spec)!r}: file not found\n",
+    )

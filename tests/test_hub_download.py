@@ -174,7 +174,7 @@ def test_truncated_download_is_reported_as_corrupt(hub: FakeHub, tmp_path: Path)
 
 
 def test_push_to_hub_uploads_the_folder_from_pretrained_reads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from huggingface_hub import HfApi
 
@@ -192,7 +192,11 @@ def test_push_to_hub_uploads_the_folder_from_pretrained_reads(
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     model = t2t_vit.from_pretrained(_converted_tiny("tiny_performer", tmp_path / "t"))
-    assert t2t_vit.push_to_hub(model, "acme/tiny-performer", private=True) == "commit-info"
+    hub.tokens.add("hf_test")  # the token is checked with the Hub before anything is written
+    assert (
+        t2t_vit.push_to_hub(model, "acme/tiny-performer", private=True, token="hf_test")
+        == "commit-info"
+    )
     assert calls[0] == (
         "create_repo",
         {"repo_id": "acme/tiny-performer", "private": True, "exist_ok": True, "repo_type": "model"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,16 @@ def test_other_num_classes_drops_the_head_with_a_warning(folder: Path) -> None:
     assert model.pretrained_cfg["labels"] == ["0", "1", "2"]
 
 
-def test_num_classes_zero_gives_a_feature_extractor(folder: Path) -> None:
-    with pytest.warns(UserWarning, match=r"dropped head\.weight, head\.bias"):
+def test_num_classes_zero_gives_a_feature_extractor(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No warning of a "new head" that a headless model does not have: an INFO line.
+    with caplog.at_level(logging.INFO, logger="t2t_vit"):
         model = t2t_vit.from_pretrained(folder, num_classes=0)
+    assert (
+        f"{folder}: num_classes=0: dropped head.weight, head.bias; the model returns its "
+        "pooled features" in caplog.messages
+    )
     x = load_tensors("tiny_transformer.io.safetensors")
     with torch.no_grad():
         pooled = model(x["input"])
@@ -112,3 +120,22 @@ def test_loading_builds_on_the_meta_device_without_random_initialisation(folder:
     assert torch.equal(torch.rand(3), expected)
     assert {p.device.type for p in model.state_dict().values()} == {"cpu"}
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_an_override_that_does_not_fit_is_blamed_on_the_override_not_config_json(
+    folder: Path,
+) -> None:
+    with pytest.raises(PretrainedLoadError) as err:
+        t2t_vit.from_pretrained(folder, img_size=0)
+    assert str(err.value) == (
+        f"{folder}: the arguments img_size=0 (config.json: 64) do not fit T2TViT: img_size "
+        "(0, 0) is too small for the T2T stem (layers ((7, 4, 2), (3, 2, 1), (3, 2, 1))); each "
+        "side must be at least 3, the smallest it takes is 3x3"
+    )
+    with pytest.raises(PretrainedLoadError) as err:
+        t2t_vit.from_pretrained(folder, depth=3)
+    assert str(err.value).startswith(
+        f"the weights of {folder} do not fit the architecture that the arguments depth=3 "
+        "(config.json: 2) make of its config.json: checkpoint does not fit the model: 11 "
+        "missing keys (blocks.2."
+    )

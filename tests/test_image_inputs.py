@@ -355,3 +355,47 @@ def test_predict_names_the_bad_image_by_its_index_across_batches() -> None:
     images = [BASE] * 5 + [GRAY.astype(np.int32)]
     with pytest.raises(ValueError, match=r"^images\[5\]: a int32 NumPy array image"):
         t2t_vit.predict(colour_model(), images, batch_size=2)
+
+
+@pytest.mark.parametrize("size", [(0, 0), (0, 10), (10, 0)])
+def test_an_image_without_pixels_is_refused_with_its_size(size: tuple[int, int]) -> None:
+    w, h = size
+    with pytest.raises(
+        ValueError,
+        match=f"^the image has no pixels \\({w}x{h}\\); pass an image of at least 1x1$",
+    ):
+        t2t_vit.preprocess(Image.new("RGB", size))
+
+
+def test_a_closed_pil_image_is_called_closed(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    Image.fromarray(BASE).save(path)
+    for img in (Image.open(path), Image.fromarray(GRAY)):
+        img.close()
+        with pytest.raises(
+            ValueError,
+            match=r"^the PIL image is closed \(img\.close\(\) or the end of a `with "
+            r"Image\.open\(\.\.\.\)` block released its pixels\); pass it before closing it, "
+            r"img\.copy\(\), or the file path$",
+        ):
+            t2t_vit.preprocess(img, colour_model() if img.mode == "RGB" else None)
+
+
+def test_exif_orientation_is_ignored_as_timm_does_and_exif_transpose_honours_it(
+    tmp_path: Path,
+) -> None:
+    from PIL import ImageOps
+
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; viewers rotate 90 degrees
+    Image.fromarray(BASE).save(path, exif=exif, quality=95)
+    stored = np.asarray(Image.open(path).convert("RGB"))  # the pixels as stored
+    assert torch.equal(t2t_vit.preprocess(path), t2t_vit.preprocess(Image.fromarray(stored)))
+    upright = ImageOps.exif_transpose(Image.open(path))
+    assert upright.size == (HEIGHT, WIDTH)
+    assert torch.equal(
+        t2t_vit.preprocess(upright), t2t_vit.preprocess(Image.fromarray(np.rot90(stored, -1)))
+    )
+    # The behaviour is documented where users look.
+    assert "EXIF orientation is ignored" in (t2t_vit.load_image.__doc__ or "")

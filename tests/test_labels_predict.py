@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from inference_models import COLOUR_CLASSES, COLOUR_RGB, colour_model, solid, tiny_model
@@ -109,3 +111,48 @@ def test_predict_rejects_top_k_below_one() -> None:
     with pytest.raises(ValueError, match=r"^top_k must") as err:
         t2t_vit.predict(colour_model(), solid((1, 2, 3)), top_k=0)
     assert str(err.value) == "top_k must be at least 1, got 0"
+
+
+def test_predict_with_the_arguments_swapped_names_what_it_takes(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    solid(COLOUR_RGB["red"]).save(path)
+    with pytest.raises(
+        TypeError,
+        match=r"^predict\(model, images\) takes a model \(nn\.Module\) first, got str "
+        r"'.*photo\.png'; the images come second: predict\(model, images\)$",
+    ):
+        t2t_vit.predict(str(path), colour_model())  # type: ignore[arg-type]
+
+
+def test_predict_with_a_features_model_says_it_needs_a_classifier() -> None:
+    features = t2t_vit.create_model("t2t-vit-7", features_only=True, img_size=32)
+    with pytest.raises(
+        TypeError,
+        match=r"^predict needs a classifier; got a T2TFeatures \(features_only=True\), "
+        r"which returns feature maps: load the model without features_only$",
+    ):
+        t2t_vit.predict(features, solid(COLOUR_RGB["red"]))
+
+
+def test_predict_with_a_headless_model_says_it_has_no_classes() -> None:
+    model = tiny_model(num_classes=0)
+    with pytest.raises(
+        ValueError,
+        match=r"^predict needs a classifier; the model has num_classes=0 \(no head\): "
+        r"give it a head with model\.reset_classifier\(n\)$",
+    ):
+        t2t_vit.predict(model, solid(COLOUR_RGB["red"]))
+
+
+def test_evaluate_with_the_arguments_swapped_or_a_features_model_names_what_it_takes(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^evaluate\(model, root\) takes a model \(nn\.Module\) first, got str 'data'; "
+        r"the folder comes second: evaluate\(model, root\)$",
+    ):
+        t2t_vit.evaluate("data", colour_model())  # type: ignore[arg-type]
+    features = t2t_vit.create_model("t2t-vit-7", features_only=True, img_size=32)
+    with pytest.raises(TypeError, match=r"^evaluate needs a classifier; got a T2TFeatures"):
+        t2t_vit.evaluate(features, tmp_path)

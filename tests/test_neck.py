@@ -114,3 +114,18 @@ def test_a_map_of_the_wrong_width_says_which_map_to_pass() -> None:
         ),
     ):
         neck(torch.randn(1, 8, 14, 20))
+
+
+def test_a_list_of_maps_says_which_one_map_to_pass() -> None:
+    neck = SimpleFeaturePyramid(32, 8)
+    maps = [torch.randn(1, 32, 14, 14), torch.randn(1, 32, 14, 14)]
+    with pytest.raises(
+        TypeError,
+        match="^"
+        + re.escape(
+            "expected one map (a Tensor of shape (B, 32, h, w)), got a list of 2; pass the "
+            "backbone's stride-16 map, e.g. neck(backbone(x)[-1])"
+        )
+        + "$",
+    ):
+        neck(maps)  # type: ignore[arg-type]

@@ -472,3 +472,25 @@ def test_a_local_folder_named_like_registered_weights_is_loaded_with_a_warning(
         ),
         ("DEBUG", f"./t2t-vit-7: weights from the local folder {tmp_path / 't2t-vit-7'}"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("HF_HUB_DOWNLOAD_TIMEOUT", "0"), ("HF_HUB_ETAG_TIMEOUT", "-1"), ("HF_HUB_ETAG_TIMEOUT", "x")],
+)
+def test_a_timeout_variable_that_is_no_positive_number_is_named(
+    no_hub: str,
+    releases: ReleaseServer,
+    t7_file: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    releases.files[T7] = t7_file
+    with pytest.raises(
+        ValueError,
+        match=f"^{variable}={value!r} must be a number of seconds greater than 0 "
+        r"\(it is huggingface_hub's setting; unset it for the default\)$",
+    ):
+        t2t_vit.from_pretrained("t2t-vit-7")

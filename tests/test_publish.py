@@ -84,7 +84,8 @@ def test_publish_uploads_each_folder_and_the_hub_then_serves_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     releases.files[T7] = t7_file
-    done = publish("acme", ["t2t-vit-7"], out_dir=tmp_path / "out")
+    hub.tokens.add("hf_good")
+    done = publish("acme", ["t2t-vit-7"], out_dir=tmp_path / "out", token="hf_good")
     sha = hashlib.sha256(t7_file).hexdigest()
     assert [(d.repo_id, d.commit) for d in done] == [
         ("acme/t2t-vit-7.official", "commit of acme/t2t-vit-7.official")
@@ -126,3 +127,87 @@ def test_bad_names_and_orgs_are_refused(tmp_path: Path) -> None:
         publish("acme", ["t2t-vit-99"], out_dir=tmp_path)
     with pytest.raises(ValueError, match=r"^--org must be a Hub organisation or user name"):
         publish("acme/x", ["t2t-vit-7"], out_dir=tmp_path)
+
+
+# -- the token and the Hub are checked first (issue 17, item 14) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (
+            "",
+            'the Hub token is empty (an unset variable in --token "$HF_TOKEN"?); pass a '
+            "token, or log in with `hf auth login`",
+        ),
+        (None, "no Hub token: log in with `hf auth login`, set HF_TOKEN, or pass --token"),
+    ],
+)
+def test_publish_without_a_token_says_so_before_downloading(
+    hub: FakeHub,
+    releases: ReleaseServer,
+    t7_file: bytes,
+    uploads: list[tuple[str, dict[str, Any]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    token: str | None,
+    message: str,
+) -> None:
+    releases.files[T7] = t7_file
+    argv = ["publish", "--org", "acme", "t2t-vit-7", "--out", str(tmp_path / "out")]
+    status = main(argv + ([] if token is None else ["--token", token]))
+    out, err = capsys.readouterr()
+    assert (status, out, err) == (2, "", f"t2t-vit publish: error: {message}\n")
+    assert releases.requests == []
+    assert uploads == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_publish_with_a_token_the_hub_refuses_says_so_before_downloading(
+    hub: FakeHub,
+    releases: ReleaseServer,
+    t7_file: bytes,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    releases.files[T7] = t7_file
+    status = main(
+        ["publish", "--org", "acme", "t2t-vit-7", "--out", str(tmp_path), "--token", "hf_bad"]
+    )
+    _, err = capsys.readouterr()
+    assert (status, err) == (
+        2,
+        f"t2t-vit publish: error: the Hub at {hub.url} refused the token (HTTP 401); "
+        "check it, or log in again with `hf auth login`\n",
+    )
+    assert releases.requests == []
+
+
+def test_publish_with_no_network_names_the_hub_before_downloading(
+    no_hub: str,
+    releases: ReleaseServer,
+    t7_file: bytes,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    releases.files[T7] = t7_file
+    status = main(
+        ["publish", "--org", "acme", "t2t-vit-7", "--out", str(tmp_path), "--token", "hf_x"]
+    )
+    _, err = capsys.readouterr()
+    assert (status, err) == (
+        2,
+        f"t2t-vit publish: error: cannot reach the Hub at {no_hub}: connection refused\n",
+    )
+    assert releases.requests == []
+
+
+def test_push_to_hub_checks_the_token_and_the_hub_before_writing(
+    no_hub: str, uploads: list[tuple[str, dict[str, Any]]]
+) -> None:
+    model = t2t_vit.T2TViT(img_size=32, embed_dim=16, depth=1, num_heads=2, token_dim=8)
+    with pytest.raises(ValueError, match=r"^the Hub token is empty"):
+        t2t_vit.push_to_hub(model, "acme/tiny", token="")
+    with pytest.raises(ConnectionError, match=f"^cannot reach the Hub at {no_hub}: connection "):
+        t2t_vit.push_to_hub(model, "acme/tiny", token="hf_x")
+    assert uploads == []

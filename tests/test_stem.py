@@ -269,3 +269,42 @@ def test_patch_stem_has_no_intermediate_maps() -> None:
     tokens, grid, maps = stem.forward_intermediates(torch.randn(1, 3, 48, 80))
     assert (tuple(tokens.shape), grid, maps) == ((1, 15, 16), (3, 5), [])
     assert stem.forward_maps(torch.randn(1, 3, 48, 80)) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"token_dim": 0}, "token_dim must be at least 1, got 0"),
+        ({"embed_dim": 0}, "embed_dim must be at least 1, got 0"),
+        ({"in_chans": 0}, "in_chans must be at least 1, got 0"),
+        ({"in_chans": -3, "tokens_type": "patch"}, "in_chans must be at least 1, got -3"),
+    ],
+)
+def test_stem_sizes_below_one_are_refused_at_construction(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        T2TModule(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"token_dim": 0}, "token_dim must be at least 1, got 0"),
+        ({"embed_dim": 0}, "embed_dim must be at least 1, got 0"),
+        ({"in_chans": 0}, "in_chans must be at least 1, got 0"),
+        ({"num_heads": 0}, "num_heads must be at least 1, got 0"),
+        ({"depth": -1}, "depth must be at least 0, got -1"),
+        ({"num_classes": -1}, "num_classes must be at least 0 (0: no head), got -1"),
+        ({"mlp_ratio": 0}, "mlp_ratio must be greater than 0, got 0"),
+        ({"drop_path_rate": 1.5}, "drop_path_rate must be in [0, 1], got 1.5"),
+        ({"drop_path_rate": -0.1}, "drop_path_rate must be in [0, 1], got -0.1"),
+        ({"attn_drop_rate": 1.5}, "attn_drop_rate must be in [0, 1], got 1.5"),
+        ({"drop_rate": 2}, "drop_rate must be in [0, 1], got 2"),
+    ],
+)
+def test_model_arguments_out_of_range_are_refused_at_construction(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        t2t_vit.T2TViT(**{"img_size": 32, "depth": 1, **kwargs})

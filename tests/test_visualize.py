@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -184,3 +185,51 @@ def test_forward_intermediates_rejects_bad_indices_and_format() -> None:
         model.forward_intermediates(x, indices=[0, 5])
     with pytest.raises(ValueError, match="output_fmt must be 'NCHW' or 'NLC', got 'NHWC'"):
         model.forward_intermediates(x, output_fmt="NHWC")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_overlay_of_a_map_with_nan_or_inf_is_one_clear_error(bad: float) -> None:
+    img = Image.fromarray(np.full((20, 30, 3), 100, dtype=np.uint8))
+    mask = torch.zeros(2, 3)
+    mask[1, 2] = bad
+    with pytest.raises(
+        ValueError,
+        match=r"^the map holds 1 NaN or infinite value\(s\) \(first at \[1, 2\]\); "
+        r"pass a finite \(h, w\) map in \[0, 1\]$",
+    ):
+        t2t_vit.overlay_map(img, mask)
+
+
+def test_record_attention_maps_of_an_image_path_says_to_preprocess_it() -> None:
+    model = tiny_model(depth=1)
+    with pytest.raises(
+        TypeError,
+        match=r"^record_attention_maps takes a preprocessed batch \(B, C, H, W\) tensor, got "
+        r"str 'photo\.jpg'; pass t2t_vit\.preprocess\(image, model\)$",
+    ):
+        t2t_vit.record_attention_maps(model, "photo.jpg")  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"^record_attention_maps takes a model \(T2TViT\) first, got str"
+    ):
+        t2t_vit.record_attention_maps("photo.jpg", model)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError,
+        match=r"^record_attention_maps takes a preprocessed batch \(B, C, H, W\) tensor, got "
+        r"shape \(3, 32, 32\); add the batch dimension: x\[None\]$",
+    ):
+        t2t_vit.record_attention_maps(model, torch.randn(3, 32, 32))
+
+
+@pytest.mark.parametrize(
+    ("indices", "message"),
+    [
+        ([0, 0], "indices [0, 0] name block 0 twice (0 and 0); name each block once"),
+        ([1, -1], "indices [1, -1] name block 1 twice (1 and -1); name each block once"),
+    ],
+)
+def test_forward_intermediates_refuses_a_block_named_twice_as_out_indices_does(
+    indices: list[int], message: str
+) -> None:
+    model = tiny_model(depth=2)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model.forward_intermediates(torch.randn(1, 3, 32, 32), indices=indices)

@@ -68,6 +68,10 @@ def _show_progress_lines() -> None:
 #: that of a process killed by SIGPIPE in a shell: 128 + 13.
 EXIT_BROKEN_PIPE = 141
 
+#: The exit status of a command stopped with Ctrl-C, that of a process killed by SIGINT in a
+#: shell: 128 + 2.
+EXIT_INTERRUPTED = 130
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
@@ -81,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's choice, not a fault: one line, a shell's status for SIGINT.
+        print(f"t2t-vit {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ValueError, FileNotFoundError, OSError, RuntimeError, ImportError) as err:
         print(f"t2t-vit {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ def load_model(name: str | None, weights: str | None) -> T2TViT:
         if name is None:
             raise ValueError(_NO_MODEL)
         return from_pretrained(name)
+    _check_weights_folder(weights)
     if not Path(weights, "config.json").is_file():
         raise FileNotFoundError(
             f"--weights {weights!r} is not a folder written by save_pretrained "
@@ -51,9 +52,34 @@ def load_model(name: str | None, weights: str | None) -> T2TViT:
 _NO_MODEL = "give --model NAME, or --weights DIR with a saved model"
 
 
+_EMPTY_NAME = (
+    "is empty; give a preset or registry name (e.g. t2t-vit-14) or a Hub repository id (org/name)"
+)
+
+
 def _check_model_args(name: str | None, weights: str | None) -> None:
     if name is None and weights is None:
         raise ValueError(_NO_MODEL)
+    # An empty name would load the current folder (Path("") is ".").
+    if name is not None and not name.strip():
+        raise ValueError(f"--model {_EMPTY_NAME}")
+
+
+def _check_weights_folder(weights: str) -> None:
+    if not weights.strip():
+        raise ValueError("--weights is empty; give a folder written by save_pretrained")
+    if os.path.isfile(weights):
+        raise ValueError(
+            f"--weights {weights!r} is a file; it takes a folder written by save_pretrained "
+            "(for a checkpoint file run `t2t-vit convert FILE DIR` and pass DIR)"
+        )
+    if not os.path.exists(weights):
+        raise FileNotFoundError(f"--weights {weights!r}: no such folder")
+
+
+def _looks_like_path(name: str) -> bool:
+    # No preset, registry or Hub name starts so or holds two slashes.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
 def _is_preset(name: str) -> bool:
@@ -85,7 +111,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "images",
         nargs="+",
         metavar="IMAGE",
-        help="an image file, or a folder: its images, recursively, in sorted order",
+        help="an image file, or a folder: its images, recursively (symbolic links followed), in "
+        "sorted order",
     )
     _add_model_args(p)
     p.add_argument("--top-k", type=int, default=5, metavar="K")
@@ -171,9 +198,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..inference.evaluate import evaluate
+    from ..inference.evaluate import evaluate, evaluate_file_message
 
     _check_model_args(args.model, args.weights)
+    if os.path.isfile(args.data_dir):
+        raise ValueError(evaluate_file_message(args.data_dir))
     if not os.path.isdir(args.data_dir):
         raise FileNotFoundError(f"evaluation folder not found: {args.data_dir!r}")
     model = load_model(args.model, args.weights)
@@ -202,6 +231,15 @@ def _info(args: argparse.Namespace) -> int:
     from ..weights.pretrained_cfg import resolve_pretrained_cfg
 
     source: str
+    if not args.name.strip():
+        raise ValueError(f"NAME {_EMPTY_NAME}")
+    if args.weights is not None:
+        _check_weights_folder(args.weights)
+    elif _looks_like_path(args.name) and not os.path.exists(args.name):
+        raise FileNotFoundError(
+            f"{args.name!r}: no such folder; info takes a preset or registry name, or a folder "
+            "written by save_pretrained"
+        )
     if args.weights is not None:
         model = load_model(args.name, args.weights)
         source = args.weights
@@ -243,8 +281,12 @@ def _info(args: argparse.Namespace) -> int:
     grid = model.grid
     print(f"input: {height}x{width} -> {grid[0]}x{grid[1]} tokens")
     params = count_params(model, trainable_only=True)
+    total = count_params(model)
     macs = count_macs(model, (int(height), int(width)), in_chans=model.in_chans)
-    print(f"params: {params:,} ({params / 1e6:.2f} M)")
+    print(
+        f"params: {total:,} ({total / 1e6:.2f} M) in the state dict, as the zoo table counts; "
+        f"{params:,} ({params / 1e6:.2f} M) trainable"
+    )
     print(f"MACs: {macs:,} ({macs / 1e9:.2f} G)")
     print(
         f"preprocessing: resize {cfg['interpolation']} crop_pct={cfg['crop_pct']} "
@@ -253,8 +295,10 @@ def _info(args: argparse.Namespace) -> int:
     labels = cfg.get("labels")
     print(f"labels: {labels if isinstance(labels, str) else f'{len(labels or [])} names'}")
     metrics = cfg.get("metrics")
-    if isinstance(metrics, dict) and metrics:
-        print("metrics: " + "  ".join(f"{k}={v}" for k, v in metrics.items()))
+    # A figure the source does not state (None) is left out rather than shown as "None".
+    known = {k: v for k, v in metrics.items() if v is not None} if isinstance(metrics, dict) else {}
+    if known:
+        print("metrics: " + "  ".join(f"{k}={v}" for k, v in known.items()))
     else:
         print("metrics: none in the config")
     return 0

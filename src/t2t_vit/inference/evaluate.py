@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from .predict import check_classifier
 from .preprocess import EvalTransform, _check_count
 
 __all__ = ["IMG_EXTENSIONS", "EvalResult", "ImageFolder", "evaluate"]
@@ -27,15 +28,34 @@ def _image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The image files under `folder` (recursively, endings in `IMG_EXTENSIONS`), sorted.
 
     Hidden files and folders (names starting with `.`, such as macOS `._*` files) are
-    skipped: they are no images even where their ending says so.
+    skipped: they are no images even where their ending says so. Symbolic links to folders
+    are followed, as torchvision's ImageFolder does, each real folder once (a link back up
+    the tree is not walked again).
     """
-    root = Path(folder)
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMG_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [
+            Path(dirpath, name)
+            for name in filenames
+            if not name.startswith(".")
+            and os.path.splitext(name)[1].lower() in IMG_EXTENSIONS
+            and os.path.isfile(os.path.join(dirpath, name))
+        ]
+    return sorted(found)
+
+
+def evaluate_file_message(path: str | os.PathLike[str]) -> str:
+    """What to say when a file is given where evaluation takes a folder."""
+    return (
+        f"{os.fspath(path)!r} is a file; evaluate takes a folder DATA_DIR/<class>/<image> (for "
+        "single images use t2t-vit predict)"
     )
 
 
@@ -60,6 +80,8 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
                 keeps all.
         """
         self.root = Path(root)
+        if self.root.is_file():
+            raise ValueError(evaluate_file_message(root))
         if not self.root.is_dir():
             raise FileNotFoundError(f"evaluation folder not found: {str(self.root)!r}")
         self.classes = sorted(
@@ -192,6 +214,9 @@ def evaluate(
     installed. An image that cannot be read raises the same one-line error, naming
     the file, with any number of `workers`.
     """
+    check_classifier(
+        "evaluate(model, root)", model, "the folder comes second: evaluate(model, root)"
+    )
     _check_count("top_k", top_k)
     _check_count("batch_size", batch_size)
     _check_count("workers", workers, minimum=0)

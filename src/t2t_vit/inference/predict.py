@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ..models.features import T2TFeatures
 from .labels import resolve_labels
 from .preprocess import EvalTransform, ImageInput, _as_list, _check_count, _transform_batch
 
@@ -20,6 +22,29 @@ class Prediction(NamedTuple):
     class_index: int
     label: str
     probability: float
+
+
+def check_classifier(signature: str, model: object, order: str) -> None:
+    """Raise for anything but a classifier as the model of `signature` (`predict(model,
+    images)`), saying what it takes; `order` says where the other argument goes."""
+    caller = signature.split("(")[0]
+    if not isinstance(model, nn.Module):
+        shown = repr(model) if isinstance(model, (str, os.PathLike)) else ""
+        raise TypeError(
+            f"{signature} takes a model (nn.Module) first, got "
+            f"{type(model).__name__} {shown}".rstrip()
+            + f"; {order}"
+        )
+    if isinstance(model, T2TFeatures):
+        raise TypeError(
+            f"{caller} needs a classifier; got a T2TFeatures (features_only=True), which "
+            "returns feature maps: load the model without features_only"
+        )
+    if getattr(model, "num_classes", None) == 0:
+        raise ValueError(
+            f"{caller} needs a classifier; the model has num_classes=0 (no head): give it a "
+            "head with model.reset_classifier(n)"
+        )
 
 
 def predict(
@@ -36,6 +61,9 @@ def predict(
     `torch.inference_mode()` on its own device and dtype; its training flag is
     restored afterwards. `top_k` is capped at the number of classes.
     """
+    check_classifier(
+        "predict(model, images)", model, "the images come second: predict(model, images)"
+    )
     _check_count("top_k", top_k)
     _check_count("batch_size", batch_size)
     items = _as_list(images)

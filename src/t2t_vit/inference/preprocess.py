@@ -93,7 +93,10 @@ def load_image(path: str | os.PathLike[str]) -> PILImage.Image:
     """Open an image file fully into memory, in the mode Pillow gives it.
 
     A 16-bit grayscale PNG or PGM that Pillow opens as mode `I` comes back as
-    `I;16`, so its range is known. Raises `FileNotFoundError` for a missing file
+    `I;16`, so its range is known. EXIF orientation is ignored, as timm and the
+    published evaluations do: the pixels come as stored. For a camera photo shown
+    rotated, pass `PIL.ImageOps.exif_transpose(PIL.Image.open(path))` instead of the path.
+    Raises `FileNotFoundError` for a missing file
     and `ValueError` naming the file for a folder or a file Pillow cannot decode.
     """
     image_mod = require_pillow()
@@ -247,6 +250,16 @@ def _to_pil(image: Any) -> PILImage.Image:
     if isinstance(image, (str, os.PathLike)):
         img = load_image(image)
     elif isinstance(image, image_mod.Image):
+        try:
+            image.load()
+        except ValueError as err:
+            if "closed" not in str(err):
+                raise
+            raise ValueError(
+                "the PIL image is closed (img.close() or the end of a `with Image.open(...)` "
+                "block released its pixels); pass it before closing it, img.copy(), or the "
+                "file path"
+            ) from None
         img = image
     elif _is_ndarray(image):
         img = _array_to_pil(image, "NumPy array", str(image.dtype))
@@ -256,6 +269,11 @@ def _to_pil(image: Any) -> PILImage.Image:
         raise TypeError(
             f"cannot preprocess a {type(image).__name__}; accepted: a file path, a PIL image, "
             f"a NumPy (H, W[, C]) array or a (C, H, W) tensor"
+        )
+    if img.width < 1 or img.height < 1:
+        # Resizing it would divide by its zero side.
+        raise ValueError(
+            f"the image has no pixels ({img.width}x{img.height}); pass an image of at least 1x1"
         )
     return img
 

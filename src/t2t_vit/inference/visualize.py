@@ -11,6 +11,7 @@ blocks are recorded. Rollout uses the blocks only, for every stem.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,16 @@ def record_attention_maps(model: nn.Module, x: Tensor) -> AttentionMaps:
     the explicit attention path only for this pass.
     """
     if not isinstance(model, T2TViT):
-        raise TypeError(f"expected a T2TViT, got {type(model).__name__}")
+        raise TypeError(
+            f"record_attention_maps takes a model (T2TViT) first, got {type(model).__name__}"
+        )
+    what = "record_attention_maps takes a preprocessed batch (B, C, H, W) tensor, got"
+    if not isinstance(x, Tensor):
+        shown = f" {x!r}" if isinstance(x, (str, os.PathLike)) else ""
+        raise TypeError(f"{what} {type(x).__name__}{shown}; pass t2t_vit.preprocess(image, model)")
+    if x.ndim != 4:
+        hint = "add the batch dimension: x[None]" if x.ndim == 3 else "pass (B, C, H, W)"
+        raise ValueError(f"{what} shape {tuple(x.shape)}; {hint}")
     stem = model.tokens_to_token
     param = next(model.parameters())
     x = x.to(device=param.device, dtype=param.dtype)
@@ -226,6 +236,13 @@ def overlay_map(
     m = mask.detach().float().cpu().numpy() if isinstance(mask, Tensor) else numpy.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"the map must be 2-D (h, w), got shape {tuple(m.shape)}")
+    bad = ~numpy.isfinite(m)
+    if bad.any():
+        first = [int(i) for i in numpy.argwhere(bad)[0]]
+        raise ValueError(
+            f"the map holds {int(bad.sum())} NaN or infinite value(s) (first at {first}); "
+            "pass a finite (h, w) map in [0, 1]"
+        )
     base = image.convert("RGB")
     resized = image_mod.fromarray(m.astype(numpy.float32)).resize(
         base.size, image_mod.Resampling.BILINEAR

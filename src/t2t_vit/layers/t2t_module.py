@@ -144,6 +144,12 @@ class T2TModule(nn.Module):
             raise ValueError(
                 f"unknown tokens_type {tokens_type!r}; accepted: {', '.join(TOKENS_TYPES)}"
             )
+        # Zero widths would build empty layers that fail only at the first forward.
+        for name, value in (("in_chans", in_chans), ("embed_dim", embed_dim)) + (
+            (("token_dim", token_dim),) if tokens_type != "patch" else ()
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value!r}")
         self.in_chans = in_chans
         self.embed_dim = embed_dim
         self.token_dim = token_dim

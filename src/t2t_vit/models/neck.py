@@ -110,6 +110,14 @@ class SimpleFeaturePyramid(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """A map `(B, in_channels, h, w)` to one map `(B, out_channels, h_s, w_s)` per scale."""
+        if not isinstance(x, Tensor):
+            got = f"a {type(x).__name__}"
+            if isinstance(x, (list, tuple)):
+                got += f" of {len(x)}"
+            raise TypeError(
+                f"expected one map (a Tensor of shape (B, {self.in_channels}, h, w)), got {got}; "
+                f"pass the backbone's stride-{self.in_reduction} map, e.g. neck(backbone(x)[-1])"
+            )
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected one map of shape (B, {self.in_channels}, h, w), got "

@@ -66,13 +66,34 @@ _ARG_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+def _at_least(low: int) -> tuple[str, Callable[[Any], bool]]:
+    return f"must be at least {low}", lambda v: v >= low
+
+
+_RATE = ("must be in [0, 1]", lambda v: 0 <= v <= 1)
+#: The range of each numeric argument whose type is right, in words, and the check.
+_ARG_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "in_chans": _at_least(1),
+    "num_classes": ("must be at least 0 (0: no head)", lambda v: v >= 0),
+    "embed_dim": _at_least(1),
+    "depth": _at_least(0),
+    "num_heads": _at_least(1),
+    "mlp_ratio": ("must be greater than 0", lambda v: v > 0),
+    "drop_rate": _RATE,
+    "attn_drop_rate": _RATE,
+    "drop_path_rate": _RATE,
+    "token_dim": _at_least(1),
+}
+
+
 MODEL_ARGS: tuple[str, ...] = tuple(_ARG_TYPES)
 """The names of `T2TViT`'s arguments."""
 
 
 def check_model_args(args: Mapping[str, Any]) -> None:
     """Raise `TypeError` naming the first unknown `T2TViT` argument (with the closest known
-    one) or the first argument of the wrong type (with the type it takes)."""
+    one) or the first argument of the wrong type (with the type it takes), and `ValueError`
+    for a number out of its range (`embed_dim=0`, `drop_path_rate=1.5`)."""
     for key, value in args.items():
         if key not in _ARG_TYPES:
             close = difflib.get_close_matches(key, _ARG_TYPES, n=1, cutoff=0.75)
@@ -85,6 +106,10 @@ def check_model_args(args: Mapping[str, Any]) -> None:
             raise TypeError(
                 f"T2TViT argument {key}={value!r} must be {expected}, not {type(value).__name__}"
             )
+        if key in _ARG_RANGES:
+            bound, fits = _ARG_RANGES[key]
+            if not fits(value):
+                raise ValueError(f"{key} {bound}, got {value!r}")
 
 
 class _TokenEmbedding:
@@ -440,6 +465,15 @@ class T2TViT(_TokenEmbedding, nn.Module):
             bad = [i for i, t in zip(indices, take, strict=True) if not 0 <= t < depth]
             if bad:
                 raise ValueError(f"block indices {bad} out of range for depth {depth}")
+            # As out_indices does: a repeated block would silently come back once.
+            seen: dict[int, int] = {}
+            for i, t in zip(indices, take, strict=True):
+                if t in seen:
+                    raise ValueError(
+                        f"indices {list(indices)!r} name block {t} twice ({seen[t]} and {i}); "
+                        "name each block once"
+                    )
+                seen[t] = i
         x, (h, w) = self._embed(x)
         last = max(take) if stop_early else depth - 1
         maps: list[Tensor] = []

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..models.presets import PRESETS, canonical_name
-from ..models.t2t_vit import T2TViT
+from ..models.t2t_vit import T2TViT, check_model_args
 from .convert import (
     StateDictMismatchError,
     _strip_prefix,
@@ -257,12 +257,32 @@ class ConversionResult:
 
 
 def _read_model_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text())
+    """The `T2TViT` arguments of a `--model` JSON file, checked: one line naming the file."""
+    where = f"--model {str(path)!r}"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{where}: cannot read it ({err})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{where}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object of T2TViT arguments")
+        raise ValueError(
+            f"{where}: must hold a JSON object of T2TViT arguments, got a {type(data).__name__}"
+        )
     for key in ("model_args", "official_kwargs"):
         if isinstance(data.get(key), dict):
-            return dict(data[key])
+            data = dict(data[key])
+            break
+    try:
+        check_model_args(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
     return data
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import re
 import tempfile
@@ -32,6 +33,7 @@ from .serialization import (
 __all__ = [
     "DEFAULT_HUB_TIMEOUT",
     "HubUnavailableError",
+    "check_upload_access",
     "download_folder",
     "hub_timeout",
     "push_to_hub",
@@ -57,12 +59,21 @@ class HubUnavailableError(Exception):
 
 def timeout_from_env(variable: str, default: float) -> float:
     """Seconds from one of huggingface_hub's timeout variables (`HF_HUB_ETAG_TIMEOUT`,
-    `HF_HUB_DOWNLOAD_TIMEOUT`) if it is set to a number, else `default`."""
+    `HF_HUB_DOWNLOAD_TIMEOUT`) if it is set, else `default`. `ValueError` names the variable
+    when it is no number greater than 0 (0 would make every request fail at once)."""
     value = os.environ.get(variable, "").strip()
-    try:
-        return float(value) if value else default
-    except ValueError:
+    if not value:
         return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ValueError(
+            f"{variable}={value!r} must be a number of seconds greater than 0 (it is "
+            "huggingface_hub's setting; unset it for the default)"
+        )
+    return seconds
 
 
 def hub_timeout() -> float:
@@ -206,6 +217,56 @@ def _probe(url: str, timeout: float) -> None:
         hf_raise_for_status(response)
 
 
+def check_upload_access(token: str | None = None) -> str:
+    """Before any work that ends in an upload: that there is a Hub token and the Hub accepts
+    it, one short request. Returns the account name.
+
+    Raises `ValueError` for an empty or missing token, `PermissionError` for a token the Hub
+    refuses and `ConnectionError` for a Hub that cannot be reached, each in one line.
+    """
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[attr-defined]
+
+    from .. import __version__
+
+    base = endpoint()
+    if offline():
+        raise ConnectionError("offline mode is on (HF_HUB_OFFLINE=1); uploading needs the Hub")
+    if token is not None and not token.strip():
+        raise ValueError(
+            'the Hub token is empty (an unset variable in --token "$HF_TOKEN"?); pass a token, '
+            "or log in with `hf auth login`"
+        )
+    effective = token or get_token()
+    if not effective:
+        raise ValueError("no Hub token: log in with `hf auth login`, set HF_TOKEN, or pass --token")
+    timeout = hub_timeout()
+    headers = build_hf_headers(
+        token=effective, library_name=LIBRARY_NAME, library_version=__version__
+    )
+    session: Any = get_session()
+    try:
+        # One request, never retried: huggingface_hub's own calls retry for tens of seconds.
+        response = session.get(f"{base}/api/whoami-v2", headers=headers, timeout=timeout)
+    except Exception as err:
+        answer = describe_failure(err, timeout=timeout)
+        raise ConnectionError(f"cannot reach the Hub at {base}: {answer}") from None
+    if response.status_code == 401:
+        raise PermissionError(
+            f"the Hub at {base} refused the token (HTTP 401); check it, or log in again with "
+            "`hf auth login`"
+        )
+    if response.status_code >= 400:
+        raise ConnectionError(
+            f"the Hub at {base} answered HTTP {response.status_code} to the token check"
+        )
+    try:
+        name = response.json().get("name", "")
+    except (ValueError, AttributeError):
+        name = ""
+    return str(name)
+
+
 def upload_folder(
     folder: str | os.PathLike[str],
     repo_id: str,
@@ -251,6 +312,7 @@ def push_to_hub(
     (created if missing). Returns huggingface_hub's commit info."""
     if not isinstance(model, T2TViT):
         raise TypeError(f"push_to_hub expects a T2TViT, got {type(model).__name__}")
+    check_upload_access(token)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = pretrained_cfg or resolve_pretrained_cfg(model)
         save_pretrained(model, tmp, pretrained_cfg=cfg)

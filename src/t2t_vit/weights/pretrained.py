@@ -21,7 +21,7 @@ from .errors import Attempt, PretrainedLoadError
 from .hub import HubUnavailableError, download_folder, offline
 from .registry import WEIGHTS, PretrainedWeights, get_weights
 from .release import OriginalUnavailableError, converted_folder, original_url
-from .serialization import CONFIG_NAME, WEIGHTS_NAME, load_folder
+from .serialization import CONFIG_NAME, WEIGHTS_NAME, check_load_args, load_folder
 
 __all__ = ["SOURCES", "Source", "from_pretrained"]
 
@@ -125,8 +125,9 @@ def from_pretrained(
     files and the converted originals; `force_download` downloads and converts again.
 
     A `num_classes` other than the checkpoint's drops its classifier (with a warning)
-    and leaves a fresh head; an `img_size` other than the checkpoint's resamples the
-    position table bicubically (class token kept). Other keyword arguments replace
+    and leaves a fresh head (`num_classes=0`: no head, no warning); an `img_size` other
+    than the checkpoint's resamples the position table bicubically (class token kept).
+    Other keyword arguments replace
     `T2TViT` arguments (`drop_path_rate=0.1`, ...); everything else loads strictly.
     `device` (alias `map_location`) and `dtype` place the result.
 
@@ -136,6 +137,7 @@ def from_pretrained(
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; accepted: {', '.join(SOURCES)}")
     _check_overrides(overrides)
+    check_load_args(num_classes, dtype)
     name = os.fspath(name_or_path)
     load: dict[str, Any] = dict(
         num_classes=num_classes,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PretrainedLoadError
-from .hub import offline, upload_folder
+from .hub import check_upload_access, offline, upload_folder
 from .registry import WEIGHTS, get_weights
 from .release import OriginalUnavailableError, converted_folder
 from .serialization import CONFIG_NAME, WEIGHTS_NAME, load_folder, read_config, write_model_card
@@ -50,6 +50,9 @@ def publish(
     if not org or "/" in org:
         raise ValueError(f"--org must be a Hub organisation or user name, got {org!r}")
     entries = [get_weights(n) for n in names] if names else list(WEIGHTS.values())
+    if not dry_run:
+        # A missing token or an unreachable Hub is known before any download.
+        check_upload_access(token)
     done: list[PublishedWeights] = []
     for entry in dict.fromkeys(entries):
         try:

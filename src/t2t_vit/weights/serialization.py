@@ -224,6 +224,32 @@ LOCAL_ADVICE = (
 )
 
 
+def _builds(model_args: dict[str, Any]) -> bool:
+    """Whether `model_args` alone make a `T2TViT` (on the meta device: nothing allocated)."""
+    try:
+        check_model_args(model_args)
+        with torch.device("meta"):
+            T2TViT(**model_args)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_load_args(num_classes: int | None, dtype: object) -> None:
+    """Refuse a `num_classes` or `dtype` to load with before any file is read."""
+    if num_classes is not None:
+        check_model_args({"num_classes": num_classes})
+    if dtype is None:
+        return
+    if isinstance(dtype, str):
+        raise TypeError(
+            f"dtype must be a torch.dtype such as torch.{dtype.removeprefix('torch.')}, got the "
+            f"string {dtype!r}"
+        )
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+
+
 def load_folder(
     folder: str | os.PathLike[str],
     *,
@@ -238,12 +264,14 @@ def load_folder(
     """Build the model a Hub folder describes and load its weights strictly, in eval mode.
 
     A `num_classes` other than the checkpoint's drops its classifier (with a warning) and
-    leaves a fresh head; an `img_size` other than the checkpoint's resamples the position
-    table bicubically (class token kept). `overrides` replace other `T2TViT` arguments
+    leaves a fresh head (`num_classes=0`: no head, no warning); an `img_size` other than
+    the checkpoint's resamples the position table bicubically (class token kept).
+    `overrides` replace other `T2TViT` arguments
     (`drop_path_rate`, ...); one that changes a weight's shape fails the strict load.
     `where` names the folder's origin in messages and `advice` says what to do about a
     corrupt weights file.
     """
+    check_load_args(num_classes, dtype)
     path = Path(folder)
     where = where or str(path)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
@@ -258,6 +286,12 @@ def load_folder(
     model_args.update(overrides or {})
     cfg = dict(config.get("pretrained_cfg") or {})
 
+    # What the caller changed, for messages that must not blame config.json for it.
+    changed = {**(overrides or {}), **({} if img_size is None else {"img_size": img_size})}
+    given = ", ".join(
+        f"{k}={v!r} (config.json: {config['model_args'].get(k, 'default')!r})"
+        for k, v in changed.items()
+    )
     trained_classes = model_args.get("num_classes", 1000)
     new_head = num_classes is not None and num_classes != trained_classes
     if new_head:
@@ -265,13 +299,20 @@ def load_folder(
         dropped = [k for k in ("head.weight", "head.bias") if k in state]
         for k in dropped:
             del state[k]
-        warnings.warn(
-            f"{where}: num_classes={num_classes} differs from the checkpoint's "
-            f"{trained_classes}: dropped {', '.join(dropped) or 'nothing'}; the new head is "
-            "randomly initialised",
-            UserWarning,
-            stacklevel=3,
-        )
+        if num_classes:
+            warnings.warn(
+                f"{where}: num_classes={num_classes} differs from the checkpoint's "
+                f"{trained_classes}: dropped {', '.join(dropped) or 'nothing'}; the new head is "
+                "randomly initialised",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            # Asked for no head: nothing random to warn about.
+            _log.info(
+                "%s: num_classes=0: dropped %s; the model returns its pooled features",
+                where, ", ".join(dropped) or "nothing",
+            )  # fmt: skip
     if img_size is not None:
         model_args["img_size"] = img_size
     try:
@@ -281,9 +322,10 @@ def load_folder(
         with torch.device("meta"):
             model = T2TViT(**model_args)
     except (TypeError, ValueError) as err:
-        raise PretrainedLoadError(
-            f"{where}: config.json model_args do not fit T2TViT: {err}"
-        ) from None
+        blame = "config.json model_args"
+        if given and _builds(config["model_args"]):
+            blame = f"the arguments {given}"
+        raise PretrainedLoadError(f"{where}: {blame} do not fit T2TViT: {err}") from None
     if new_head and num_classes:
         # A fresh head, initialised as the model initialises its own; everything else is
         # checked strictly.
@@ -301,8 +343,9 @@ def load_folder(
     try:
         check_state_dict(model, state)
     except StateDictMismatchError as err:
+        what = f"that the arguments {given} make of" if given else "in"
         raise PretrainedLoadError(
-            f"the weights of {where} do not fit the architecture in its config.json: {err}",
+            f"the weights of {where} do not fit the architecture {what} its config.json: {err}",
             mismatch=err,
         ) from None
     model.load_state_dict(state, strict=True, assign=True)
