@@ -304,6 +304,47 @@ def _resolve_model(
     return kwargs, found, None, notes
 
 
+#: The files of a folder `convert_checkpoint` wrote (and the cache's record of where it came
+#: from): a folder holding only these, with its `config.json`, may be written again.
+_OWN_FILES = frozenset({WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME, "provenance.json"})
+
+
+def _written_by_convert(folder: Path) -> bool:
+    """Whether `folder` holds only what `convert_checkpoint` writes, its `config.json` with the
+    `pretrained_cfg.source.format` only conversion records."""
+    if any(p.name not in _OWN_FILES and not p.name.endswith(".part") for p in folder.iterdir()):
+        return False
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        return config["architecture"] == "T2TViT" and "format" in config["pretrained_cfg"]["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _check_out_dir(checkpoint: Path, out: Path, *, force: bool = False) -> None:
+    """Refuse an output folder that would lose files: the checkpoint itself, or (without
+    `force`) a folder holding files that an earlier conversion did not write."""
+    for name in sorted(_OWN_FILES - {"provenance.json"}):
+        target = out / name
+        if target.exists() and checkpoint.exists() and os.path.samefile(target, checkpoint):
+            raise ValueError(
+                f"converting {checkpoint} into {out} would overwrite the checkpoint itself; "
+                "choose another output folder"
+            )
+    if force or not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"output folder {str(out)!r} is a file")
+    if any(out.iterdir()) and not _written_by_convert(out):
+        shown = sorted(p.name for p in out.iterdir())
+        listed = ", ".join(shown[:5]) + (f", ... ({len(shown)} entries)" if len(shown) > 5 else "")
+        raise FileExistsError(
+            f"output folder {str(out)!r} holds other files ({listed}); convert writes into a "
+            "new or empty folder, or one it wrote before; pass --force (force=True) to write "
+            "there anyway"
+        )
+
+
 def convert_checkpoint(
     checkpoint: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -313,6 +354,7 @@ def convert_checkpoint(
     trust_checkpoint: bool = False,
     ignore_keys: Iterable[str] = (),
     sha256: str | None = None,
+    force: bool = False,
 ) -> ConversionResult:
     """Convert an original checkpoint file into a Hub folder: `model.safetensors`,
     `config.json` and a model card `README.md`.
@@ -324,8 +366,13 @@ def convert_checkpoint(
     shape must fit. The file is read with `load_checkpoint` (weights only unless
     `trust_checkpoint`). The file's SHA-256 is recorded in the folder; pass `sha256` when
     it is already known (it is computed otherwise).
+
+    `out_dir` must be new, empty, or a folder this function wrote before; `force=True`
+    writes into any folder (replacing its `config.json`, `model.safetensors` and
+    `README.md`). The checkpoint itself is never overwritten.
     """
     path = Path(checkpoint)
+    _check_out_dir(path, Path(out_dir), force=force)
     raw, key = extract_state_dict(load_checkpoint(path, trust_checkpoint=trust_checkpoint))
     prefixes = tuple(ignore_keys)
     dropped = sorted(k for k in raw if prefixes and k.removeprefix("module.").startswith(prefixes))
