@@ -161,9 +161,9 @@ def test_a_read_only_cache_gets_disk_advice_not_network_advice(
     with pytest.raises(PretrainedLoadError) as err:
         t2t_vit.from_pretrained("t2t-vit-7")
     assert str(err.value).endswith(
-        f"cannot write the cache folder {blocker / 'cache'} (Not a directory); set "
-        "T2T_VIT_CACHE or pass cache_dir= to use another. Free space on its disk or make it "
-        "writable, or set T2T_VIT_CACHE or pass cache_dir= to use another folder."
+        f"cannot write the cache folder {blocker / 'cache'} (Not a directory). Free space on "
+        "its disk or make it writable, or set T2T_VIT_CACHE or pass cache_dir= to use another "
+        "folder."
     )
     assert "Check your network" not in str(err.value)
 

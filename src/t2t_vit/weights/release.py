@@ -408,8 +408,7 @@ def converted_folder(
         raise OriginalUnavailableError(
             Attempt(
                 where,
-                f"cannot write the cache folder {root} ({err.strerror or err}); set "
-                f"{CACHE_ENV} or pass cache_dir= to use another",
+                f"cannot write the cache folder {root} ({err.strerror or err})",
             ),
             advice=_DISK_ADVICE,
         ) from err
