@@ -134,7 +134,9 @@ def from_pretrained(
     it or cannot be reached, its original release file is downloaded, checked, read
     weights-only, converted and cached (`source="auto"`). `source="hub"` or `"original"`
     forces one. A `revision` pins a Hub revision and so never falls back. Later calls load
-    the cache with no download, offline (`HF_HUB_OFFLINE=1`) too. One log line (logger
+    the cache with no download, offline (`HF_HUB_OFFLINE=1`) too; a Hub miss is remembered
+    for `$T2T_VIT_HUB_MISS_TTL` seconds (default 3600), during which a cached converted
+    original loads with no request at all (`force_download=True` asks afresh). One log line (logger
     `t2t_vit`, level INFO) says where the weights came from. `cache_dir` holds both the Hub
     files and the converted originals; `force_download` downloads and converts again.
 

@@ -5,8 +5,9 @@ server. `converted_folder(entry)` downloads one (following redirects, resuming a
 download, with a progress bar), checks it, reads it weights-only, converts it into a Hub
 folder and caches that folder, so that later calls, offline ones too, load it with no request.
 
-Cache layout under `cache_root()`: `downloads/` (partial downloads, removed once converted)
-and `converted/<weight name>/` (`config.json`, `model.safetensors`, `README.md` and
+Cache layout under `cache_root()`: `downloads/` (partial downloads, removed once converted),
+`hub-misses/` (when the Hub last failed to give a registry name's repository) and
+`converted/<weight name>/` (`config.json`, `model.safetensors`, `README.md` and
 `provenance.json`, which records the original's URL and SHA-256 and the SHA-256 of each file).
 """
 
