@@ -7,9 +7,12 @@
 `--val-data` may name a second such tree for accuracy after each epoch. The
 loop is a plain one: AdamW on layer-wise lr-decay groups, a cosine schedule with
 warm-up, a `DistributedSampler`, optional bf16 autocast and gradient
-checkpointing, and a checkpoint written by rank 0 after every epoch. It runs on
-CPUs (gloo) as well as GPUs (nccl); without `torchrun` it trains in one process.
-`--model tiny` is a 32-wide, 2-block model for smoke tests.
+checkpointing. After every epoch rank 0 writes `OUTPUT/checkpoint.pt` (model,
+optimizer and scheduler states, to resume) and `OUTPUT/model`, a `save_pretrained`
+folder with the class names that `t2t-vit predict --weights OUTPUT/model`,
+`t2t-vit evaluate` and `t2t_vit.from_pretrained` load. It runs on CPUs (gloo) as
+well as GPUs (nccl); without `torchrun` it trains in one process. `--model tiny`
+is a 32-wide, 2-block model for smoke tests.
 """
 
 from __future__ import annotations
@@ -95,23 +98,66 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
         return (x - self.mean) / self.std, label
 
 
+def class_folders(root: str | Path) -> list[str]:
+    """The sorted class folder names of an ImageFolder tree."""
+    root = Path(root)
+    found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not found:
+        raise SystemExit(f"no class folders under {root!s}; expected {root}/<class>/<image>")
+    return found
+
+
 def build_model(args: argparse.Namespace, num_classes: int) -> T2TViT:
-    """A preset (optionally with weights saved by `save_pretrained`) or the tiny config."""
+    """A preset, the tiny config, or a `save_pretrained` folder (`--pretrained`) with a head
+    for `num_classes`; `--img-size` and `--drop-path` apply to each."""
     if args.pretrained:
-        model = t2t_vit.from_pretrained(args.pretrained)
-        model.reset_classifier(num_classes)
+        if args.model == "tiny":
+            raise SystemExit("--model tiny builds a new model; leave it out with --pretrained")
+        # from_pretrained applies both: a new input size resamples the position table, and
+        # the drop-path rate is an architecture argument that leaves the weights as they are.
+        model = t2t_vit.from_pretrained(
+            args.pretrained,
+            num_classes=num_classes,
+            img_size=args.img_size,
+            drop_path_rate=args.drop_path,
+        )
+        if args.model is not None:
+            check_preset(model, args.model, args.pretrained)
         return model
+    img_size = args.img_size or 224
     if args.model == "tiny":
         return T2TViT(
-            img_size=args.img_size,
+            img_size=img_size,
             num_classes=num_classes,
             tokens_type=args.tokens_type,
             drop_path_rate=args.drop_path,
             **TINY,
         )
     return t2t_vit.create_model(
-        args.model, num_classes=num_classes, img_size=args.img_size, drop_path_rate=args.drop_path
+        args.model or "t2t-vit-7",
+        num_classes=num_classes,
+        img_size=img_size,
+        drop_path_rate=args.drop_path,
     )
+
+
+def check_preset(model: T2TViT, name: str, folder: str) -> None:
+    """Refuse a `--model` preset that is not the architecture of the `--pretrained` folder."""
+    try:
+        preset = t2t_vit.PRESETS[t2t_vit.canonical_name(name)]
+    except ValueError as err:
+        raise SystemExit(f"--model: {err}") from None
+    differ = [
+        f"{key}={model.config[key]!r} (preset: {value!r})"
+        for key, value in preset.items()
+        if key in ("tokens_type", "embed_dim", "depth", "num_heads", "mlp_ratio")
+        and model.config[key] != value
+    ]
+    if differ:
+        raise SystemExit(
+            f"--model {name} does not match the --pretrained folder {folder}: "
+            f"{', '.join(differ)}; leave --model out to train the folder's architecture"
+        )
 
 
 def setup() -> tuple[int, int, torch.device]:
@@ -155,10 +201,23 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="training ImageFolder root")
     p.add_argument("--val-data", help="validation ImageFolder root (same class folders)")
-    p.add_argument("--model", default="t2t-vit-7", help="preset name or 'tiny'")
+    p.add_argument(
+        "--model",
+        help="preset name or 'tiny' (default t2t-vit-7); with --pretrained, a check of the "
+        "folder's architecture",
+    )
     p.add_argument("--tokens-type", default="performer", help="stem of --model tiny")
-    p.add_argument("--pretrained", help="a directory written by t2t_vit.save_pretrained")
-    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument(
+        "--pretrained",
+        help="a folder written by t2t_vit.save_pretrained or t2t-vit convert (or a registry "
+        "name) to start from",
+    )
+    p.add_argument(
+        "--img-size",
+        type=int,
+        help="input size (default 224, or the --pretrained folder's; another one resamples "
+        "its position table)",
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: off)")
     p.add_argument("--batch-size", type=int, default=64, help="per process")
@@ -171,7 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--amp", choices=["none", "bf16"], default="none")
     p.add_argument("--grad-checkpointing", action="store_true")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--output", default="output", help="checkpoint directory (rank 0 writes)")
+    p.add_argument(
+        "--output",
+        default="output",
+        help="rank 0 writes OUTPUT/checkpoint.pt (to resume) and OUTPUT/model, a "
+        "save_pretrained folder for t2t-vit predict/evaluate --weights and from_pretrained",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10)
     args = p.parse_args(argv)
@@ -188,9 +252,16 @@ def main(argv: list[str] | None = None) -> None:
 def train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> None:
     """The training loop of this process; rank 0 writes the checkpoint after each epoch."""
     torch.manual_seed(args.seed)  # the same initial weights on every rank
-    mean, std = t2t_vit.IMAGENET_DEFAULT_MEAN, t2t_vit.IMAGENET_DEFAULT_STD
-    train_set = ImageFolder(args.data, args.img_size, mean, std, train=True)
-    model = build_model(args, len(train_set.classes)).to(device)
+    classes = class_folders(args.data)
+    model = build_model(args, len(classes)).to(device)
+    # The model's own preprocessing config: its mean and std for training, and the class
+    # names and input size for the saved folder, so that predict sees what training saw.
+    cfg = {k: v for k, v in t2t_vit.resolve_pretrained_cfg(model).items() if k not in ("metrics",)}
+    cfg["labels"] = classes
+    model.pretrained_cfg = cfg
+    mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+    size = model.img_size[0]
+    train_set = ImageFolder(args.data, size, mean, std, train=True, classes=classes)
     model.set_grad_checkpointing(args.grad_checkpointing)
     ddp = DistributedDataParallel(model) if world > 1 else model
 
@@ -204,9 +275,7 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
     )
     val_loader = None
     if args.val_data:
-        val_set = ImageFolder(
-            args.val_data, args.img_size, mean, std, train=False, classes=train_set.classes
-        )
+        val_set = ImageFolder(args.val_data, size, mean, std, train=False, classes=classes)
         val_loader = DataLoader(
             val_set,
             args.batch_size,
@@ -279,6 +348,10 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
                 output / "checkpoint.pt",
             )
             print(f"saved {output / 'checkpoint.pt'} (epoch {epoch}, step {step})", flush=True)
+            # The weights alone, with their config: what predict, evaluate and
+            # from_pretrained load.
+            t2t_vit.save_pretrained(model, output / "model")
+            print(f"saved {output / 'model'} (t2t-vit predict --weights {output / 'model'})")
         if step >= total:
             break
 

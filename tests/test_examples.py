@@ -168,6 +168,66 @@ def test_train_ddp_example_under_torchrun_saves_a_loadable_checkpoint(tmp_path: 
     assert len(ckpt["optimizer"]["param_groups"]) == 8  # 4 layer ids x decay / no decay
 
 
+def _colour_tree(root: Path, count: int = 6) -> None:
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for name, colour in (("blue", (30, 30, 200)), ("red", (200, 30, 30))):
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            noise = torch.randint(-20, 21, (3,), generator=g).tolist()
+            pixel = tuple(c + n for c, n in zip(colour, noise, strict=True))
+            Image.new("RGB", (40, 36), pixel).save(root / name / f"{i}.png")
+
+
+def test_train_ddp_from_a_pretrained_folder_applies_its_flags_and_saves_a_predictable_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from t2t_vit import save_pretrained
+    from t2t_vit.cli import main
+
+    data = tmp_path / "data"
+    _colour_tree(data)
+    start = T2TViT(
+        img_size=32, tokens_type="transformer", embed_dim=32, depth=2, num_heads=2,
+        token_dim=8, num_classes=3, drop_path_rate=0.0,
+    )  # fmt: skip
+    save_pretrained(start, tmp_path / "start")
+    common = [str(EXAMPLES / "train_ddp.py"), "--data", str(data), "--pretrained", "start",
+              "--epochs", "1", "--batch-size", "4", "--workers", "0", "--output", "ft"]  # fmt: skip
+    out = _run([*common, "--img-size", "48", "--drop-path", "0.2"], tmp_path)
+    assert "saved ft/model (t2t-vit predict --weights ft/model)" in out
+    config = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())
+    args = config["model_args"]
+    assert (args["img_size"], args["drop_path_rate"], args["num_classes"]) == (48, 0.2, 2)
+    assert config["pretrained_cfg"]["labels"] == ["blue", "red"]
+    assert config["pretrained_cfg"]["input_size"] == [3, 48, 48]
+
+    image = data / "red" / "0.png"
+    assert main(["predict", str(image), "--weights", str(tmp_path / "ft" / "model")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(image)
+    assert sorted(line.split()[-1] for line in lines[1:]) == ["blue", "red"]
+    argv = ["evaluate", str(data), "--weights", str(tmp_path / "ft" / "model"), "--workers",
+            "0", "--no-progress", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 12
+
+    # --model names the architecture it expects; one that is not the folder's is refused.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, *common, "--model", "t2t-vit-14"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "--model t2t-vit-14 does not match the --pretrained folder start: "
+        "tokens_type='transformer' (preset: 'performer'), embed_dim=32 (preset: 384), "
+        "depth=2 (preset: 14), num_heads=2 (preset: 6), mlp_ratio=4.0 (preset: 3.0); leave "
+        "--model out to train the folder's architecture"
+    )
+
+
 # Runs the example's main() in each torchrun worker, then lists the process's native
 # threads by name: gloo names its worker threads pt_gloo_runloop and its I/O thread
 # gloo_tcp_loop.

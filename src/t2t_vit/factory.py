@@ -10,6 +10,7 @@ from .models.features import T2TFeatures, create_feature_model
 from .models.presets import PRESETS, canonical_name
 from .models.t2t_vit import T2TViT, check_model_args
 from .weights.pretrained import from_pretrained
+from .weights.pretrained_cfg import default_pretrained_cfg
 from .weights.registry import get_weights
 
 __all__ = ["create_model"]
@@ -73,4 +74,8 @@ def create_model(
         base = get_weights(name).model_args() if "." in name else PRESETS[canonical_name(name)]
         check_model_args(kwargs)
         model = T2TViT(**{**base, **kwargs})
+        # A dict to fill in (`model.pretrained_cfg["labels"] = [...]`), saved with the model.
+        model.pretrained_cfg = default_pretrained_cfg(
+            model.img_size, model.in_chans, model.num_classes
+        )
     return create_feature_model(model, out_indices) if features_only else model

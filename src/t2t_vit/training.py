@@ -25,6 +25,28 @@ def layer_id(name: str, depth: int) -> int:
     return depth + 1
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside `torch.compile`'s and (Distributed)DataParallel's wrappers, whose
+    parameters are the same tensors under their own names."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    while True:
+        if isinstance(model, FullyShardedDataParallel):
+            raise ValueError(
+                "param_groups_layer_decay cannot read FullyShardedDataParallel's flattened "
+                "parameters; build the groups with FSDP2 (torch.distributed.fsdp.fully_shard), "
+                "which keeps the model and its parameter names"
+            )
+        inner = getattr(model, "_orig_mod", None)  # torch.compile's OptimizedModule
+        if isinstance(inner, nn.Module):
+            model = inner
+        elif isinstance(model, (DataParallel, DistributedDataParallel)):
+            model = model.module
+        else:
+            return model
+
+
 def param_groups_layer_decay(
     model: nn.Module,
     weight_decay: float = 0.05,
@@ -43,7 +65,12 @@ def param_groups_layer_decay(
     `layer_id`, `weight_decay` and `param_names`; with `lr` given it also has
     `lr = lr * lr_scale`, so `torch.optim.lr_scheduler.LambdaLR` keeps the ratios.
     Groups are ordered by layer id, decayed group first.
+
+    A model wrapped by `torch.compile`, `DistributedDataParallel` or `DataParallel` is read
+    through the wrapper: the groups hold the same parameters, named without the wrapper's
+    `_orig_mod.` or `module.` prefix.
     """
+    model = _unwrap(model)
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.ModuleList):
         raise ValueError(

@@ -19,7 +19,11 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ),
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="the original checkpoint file")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
+    parser.add_argument(
+        "out_dir",
+        metavar="OUT_DIR",
+        help=("folder to write: new, empty, or written by an earlier convert (else --force)"),
+    )
     parser.add_argument(
         "--source",
         choices=("official", "mmpretrain", "auto"),
@@ -47,6 +51,11 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=[],
         help="drop checkpoint keys starting with PREFIX (repeatable), e.g. aux_head.",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into OUT_DIR even if it holds files that an earlier convert did not write",
+    )
     parser.set_defaults(func=run)
 
 
@@ -61,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         trust_checkpoint=args.trust_checkpoint,
         ignore_keys=args.ignore_keys,
+        force=args.force,
     )
     for note in result.notes:
         print(f"note: {note}")

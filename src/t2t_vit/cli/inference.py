@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from ..factory import create_model
 from ..models.presets import PRESETS, canonical_name
@@ -141,7 +143,13 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = subcommands.add_parser("attention", help="write an image with its attention rollout")
     p.add_argument("image", metavar="IMAGE")
     _add_model_args(p)
-    p.add_argument("--out", required=True, metavar="PNG", help="output image file")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="PNG",
+        help="output image file; an existing one is replaced only with --force, the input never",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the map in the blend")
     p.add_argument("--colormap", default="inferno", help="matplotlib colormap name")
     p.set_defaults(func=_attention)
@@ -166,8 +174,6 @@ def _image_arguments(arguments: list[str]) -> list[str]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..inference.predict import predict
-
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
@@ -176,25 +182,60 @@ def _predict(args: argparse.Namespace) -> int:
     # Before loading the model: a typo should not cost a download.
     images = _image_arguments(args.images)
     model = load_model(args.model, args.weights)
-    results = predict(model, images, top_k=args.top_k, batch_size=args.batch_size)
+    payload: list[dict[str, object]] = []
+    unreadable: list[str] = []
+    for start in range(0, len(images), args.batch_size):
+        chunk = images[start : start + args.batch_size]
+        # One unreadable image must not cost the others' results: its batch is run again
+        # image by image, and it is named at the end.
+        for image, preds in _predict_chunk(model, chunk, args.top_k, unreadable):
+            if args.json:
+                payload.append(
+                    {
+                        "image": image,
+                        "predictions": [
+                            {"index": p.class_index, "label": p.label, "probability": p.probability}
+                            for p in preds
+                        ],
+                    }
+                )
+                continue
+            print(image)
+            for p in preds:
+                print(f"  {p.probability:7.2%}  {p.class_index:>5}  {p.label}")
     if args.json:
-        payload = [
-            {
-                "image": image,
-                "predictions": [
-                    {"index": p.class_index, "label": p.label, "probability": p.probability}
-                    for p in preds
-                ],
-            }
-            for image, preds in zip(images, results, strict=True)
-        ]
         print(json.dumps(payload, indent=2))
-        return 0
-    for image, preds in zip(images, results, strict=True):
-        print(image)
-        for p in preds:
-            print(f"  {p.probability:7.2%}  {p.class_index:>5}  {p.label}")
+    sys.stdout.flush()  # the results first, then what went wrong
+    for message in unreadable:
+        print(f"t2t-vit predict: error: {message}", file=sys.stderr)
+    if unreadable:
+        print(
+            f"t2t-vit predict: {len(unreadable)} of {len(images)} images could not be read",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _predict_chunk(
+    model: T2TViT, chunk: list[str], top_k: int, unreadable: list[str]
+) -> list[tuple[str, list[Any]]]:
+    """The predictions of the images of `chunk` that can be read, in order; the message
+    of each one that cannot is appended to `unreadable`."""
+    from ..inference.predict import predict
+
+    try:
+        return list(
+            zip(chunk, predict(model, chunk, top_k=top_k, batch_size=len(chunk)), strict=True)
+        )
+    except ValueError as err:
+        if len(chunk) == 1:
+            unreadable.append(str(err))
+            return []
+    results: list[tuple[str, list[Any]]] = []
+    for image in chunk:
+        results += _predict_chunk(model, [image], top_k, unreadable)
+    return results
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -323,6 +364,12 @@ def _attention(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in require_pillow().registered_extensions():
         raise ValueError(
             f"--out {str(out)!r} has no image file ending Pillow writes; use e.g. .png or .jpg"
+        )
+    if out.exists() and os.path.samefile(out, args.image):
+        raise ValueError(f"--out {str(out)!r} is the input image; give another file name")
+    if out.exists() and not args.force:
+        raise FileExistsError(
+            f"--out {str(out)!r} exists; give another file name, or --force to replace it"
         )
     model = load_model(args.model, args.weights)
     transform = EvalTransform.from_model(model)

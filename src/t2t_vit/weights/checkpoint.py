@@ -28,7 +28,7 @@ from .convert import (
     infer_model_args,
 )
 from .pretrained_cfg import default_pretrained_cfg
-from .registry import find_weights_by_file_name, get_weights
+from .registry import expected_sha256_prefix, find_weights_by_file_name, get_weights
 from .serialization import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
@@ -59,7 +59,10 @@ STATE_DICT_KEYS: tuple[str, ...] = ("state_dict_ema", "state_dict", "model", "ne
 
 
 class UnsafeCheckpointError(ValueError):
-    """A checkpoint pickles objects that weights-only loading refuses to rebuild."""
+    """A checkpoint pickles objects that weights-only loading refuses to rebuild; `names`
+    lists their classes."""
+
+    names: tuple[str, ...] = ()
 
 
 def _unsafe_globals(path: Path, err: Exception) -> list[str]:
@@ -183,13 +186,15 @@ def load_checkpoint(path: str | os.PathLike[str], *, trust_checkpoint: bool = Fa
         names = [] if trust_checkpoint else _unsafe_globals(file, err)
         if not names:
             raise ValueError(_corrupt(file, err)) from err
-        raise UnsafeCheckpointError(
+        refused = UnsafeCheckpointError(
             f"refusing to unpickle {file}: it holds objects of {', '.join(names)}, which "
             "weights-only loading does not rebuild (allowed beyond tensors and plain "
             f"containers: {', '.join(c.__qualname__ for c in SAFE_GLOBALS)}). If you trust "
             "where the file comes from, pass --trust-checkpoint (trust_checkpoint=True) to "
             "load it with full pickle, which can run code from the file."
-        ) from None
+        )
+        refused.names = tuple(names)
+        raise refused from None
     except Exception as err:
         # torch's unpicklers fail on damaged files with whatever they meet: EOFError,
         # RuntimeError, KeyError, ...
@@ -290,17 +295,28 @@ def _resolve_model(
     model: str | Mapping[str, Any] | None,
     state_dict: Mapping[str, Tensor],
     checkpoint_name: str,
+    sha256: str,
 ) -> tuple[dict[str, Any], str | None, Any, list[str]]:
     """(model kwargs, name, registry entry or None, notes)."""
     notes: list[str] = []
+    if isinstance(model, str) and "." in model and not model.endswith(".json"):
+        # Registry weights named by the caller: their architecture and metadata, as asked.
+        named = get_weights(model)
+        return named.model_args(), named.name, named, notes
     entry = find_weights_by_file_name(checkpoint_name)
+    prefix = expected_sha256_prefix(checkpoint_name)
+    if entry is not None and prefix is not None and not sha256.startswith(prefix):
+        # The name is the release's, the bytes are not: its metrics would be a false claim.
+        notes.append(
+            f"{checkpoint_name} has the name of registry weights {entry.name!r} but not their "
+            f"SHA-256 ({sha256[:8]}..., the name promises {prefix}...): converted as a "
+            "checkpoint of its own"
+        )
+        entry = None
     if isinstance(model, Mapping):
         return dict(model), None, entry, notes
     if isinstance(model, str) and model.endswith(".json"):
         return _read_model_json(Path(model)), None, entry, notes
-    if isinstance(model, str) and "." in model:
-        entry = get_weights(model)
-        return entry.model_args(), entry.name, entry, notes
     if isinstance(model, str):
         preset = canonical_name(model)
         _, inferred, _ = infer_model_args(state_dict)
@@ -324,6 +340,47 @@ def _resolve_model(
     return kwargs, found, None, notes
 
 
+#: The files of a folder `convert_checkpoint` wrote (and the cache's record of where it came
+#: from): a folder holding only these, with its `config.json`, may be written again.
+_OWN_FILES = frozenset({WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME, "provenance.json"})
+
+
+def _written_by_convert(folder: Path) -> bool:
+    """Whether `folder` holds only what `convert_checkpoint` writes, its `config.json` with the
+    `pretrained_cfg.source.format` only conversion records."""
+    if any(p.name not in _OWN_FILES and not p.name.endswith(".part") for p in folder.iterdir()):
+        return False
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        return config["architecture"] == "T2TViT" and "format" in config["pretrained_cfg"]["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _check_out_dir(checkpoint: Path, out: Path, *, force: bool = False) -> None:
+    """Refuse an output folder that would lose files: the checkpoint itself, or (without
+    `force`) a folder holding files that an earlier conversion did not write."""
+    for name in sorted(_OWN_FILES - {"provenance.json"}):
+        target = out / name
+        if target.exists() and checkpoint.exists() and os.path.samefile(target, checkpoint):
+            raise ValueError(
+                f"converting {checkpoint} into {out} would overwrite the checkpoint itself; "
+                "choose another output folder"
+            )
+    if force or not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"output folder {str(out)!r} is a file")
+    if any(out.iterdir()) and not _written_by_convert(out):
+        shown = sorted(p.name for p in out.iterdir())
+        listed = ", ".join(shown[:5]) + (f", ... ({len(shown)} entries)" if len(shown) > 5 else "")
+        raise FileExistsError(
+            f"output folder {str(out)!r} holds other files ({listed}); convert writes into a "
+            "new or empty folder, or one it wrote before; pass --force (force=True) to write "
+            "there anyway"
+        )
+
+
 def convert_checkpoint(
     checkpoint: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -333,6 +390,7 @@ def convert_checkpoint(
     trust_checkpoint: bool = False,
     ignore_keys: Iterable[str] = (),
     sha256: str | None = None,
+    force: bool = False,
 ) -> ConversionResult:
     """Convert an original checkpoint file into a Hub folder: `model.safetensors`,
     `config.json` and a model card `README.md`.
@@ -344,15 +402,21 @@ def convert_checkpoint(
     shape must fit. The file is read with `load_checkpoint` (weights only unless
     `trust_checkpoint`). The file's SHA-256 is recorded in the folder; pass `sha256` when
     it is already known (it is computed otherwise).
+
+    `out_dir` must be new, empty, or a folder this function wrote before; `force=True`
+    writes into any folder (replacing its `config.json`, `model.safetensors` and
+    `README.md`). The checkpoint itself is never overwritten.
     """
     path = Path(checkpoint)
+    _check_out_dir(path, Path(out_dir), force=force)
     raw, key = extract_state_dict(load_checkpoint(path, trust_checkpoint=trust_checkpoint))
     prefixes = tuple(ignore_keys)
     dropped = sorted(k for k in raw if prefixes and k.removeprefix("module.").startswith(prefixes))
     raw = {k: v for k, v in raw.items() if k not in dropped}
     detected: str = detect_source(_strip_prefix(raw, "module.")) if source == "auto" else source
     state_dict = convert_state_dict(raw, source=detected)
-    model_args, name, entry, notes = _resolve_model(model, state_dict, path.name)
+    sha256 = sha256 or sha256sum(path)
+    model_args, name, entry, notes = _resolve_model(model, state_dict, path.name, sha256)
     if entry is not None and entry.source != detected:
         notes.append(
             f"registry entry {entry.name!r} is {entry.source}; the file reads as {detected}"
@@ -375,7 +439,7 @@ def convert_checkpoint(
         # A class count other than ImageNet's gets index labels rather than a guessed dataset.
         cfg = default_pretrained_cfg(net.img_size, net.in_chans, net.num_classes)
         cfg["source"] = {"origin": f"converted from {path.name}", "file_name": path.name}
-    cfg["source"]["sha256"] = sha256 or sha256sum(path)
+    cfg["source"]["sha256"] = sha256
     cfg["source"]["format"] = detected
     out = save_pretrained(net, out_dir, pretrained_cfg=cfg)
     write_model_card(out, model_args=net.config, pretrained_cfg=cfg, name=name)

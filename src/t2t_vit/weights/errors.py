@@ -88,6 +88,11 @@ _DNS = ("name or service not known", "nodename nor servname", "getaddrinfo faile
 _LOCAL = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EDQUOT}
 
 
+def local_error(err: BaseException) -> OSError | None:
+    """The error of the local disk (full, read-only, no permission, ...) in `err`'s chain."""
+    return next((e for e in _chain(err) if isinstance(e, OSError) and e.errno in _LOCAL), None)
+
+
 def describe_failure(
     err: BaseException, *, timeout: float | None = None, file: str | None = None
 ) -> str:
@@ -131,9 +136,12 @@ def describe_failure(
     closed = (http.client.IncompleteRead, http.client.RemoteDisconnected)
     if any(isinstance(e, closed) for e in chain) or "RemoteProtocolError" in names:
         return "the server closed the connection before the answer was complete"
-    local = next((e for e in chain if isinstance(e, OSError) and e.errno in _LOCAL), None)
+    local = local_error(err)
     if local is not None:
         return f"cannot write {local.filename or 'a file'} ({local.strerror})"
+    not_found = next((e for e in chain if isinstance(e, FileNotFoundError)), None)
+    if not_found is not None:  # a file:// URL
+        return f"file not found ({not_found.filename or not_found})"
     if any(isinstance(e, ssl.SSLError) for e in chain):
         tls = next(e for e in chain if isinstance(e, ssl.SSLError))
         return f"TLS error ({tls})"

@@ -18,9 +18,18 @@ import torch
 from ..models.presets import did_you_mean
 from ..models.t2t_vit import MODEL_ARGS, T2TViT, check_model_args
 from .errors import Attempt, PretrainedLoadError
-from .hub import HubUnavailableError, download_folder, offline
+from .hub import HubUnavailableError, download_folder, endpoint, offline
 from .registry import WEIGHTS, PretrainedWeights, get_weights
-from .release import OriginalUnavailableError, converted_folder, original_url
+from .release import (
+    HUB_MISS_TTL_ENV,
+    OriginalUnavailableError,
+    cached_folder,
+    converted_folder,
+    forget_hub_miss,
+    original_url,
+    recent_hub_miss,
+    remember_hub_miss,
+)
 from .serialization import CONFIG_NAME, WEIGHTS_NAME, check_load_args, load_folder
 
 __all__ = ["SOURCES", "Source", "from_pretrained"]
@@ -64,7 +73,7 @@ def _is_path_like(name: str) -> bool:
 
 
 def _failure(name: str, attempts: list[Attempt], advice: str) -> PretrainedLoadError:
-    tried = "; ".join(str(a) for a in attempts)
+    tried = "; ".join(str(a) for a in attempts).rstrip(".")
     return PretrainedLoadError(
         f"cannot load pretrained weights {name!r}: {tried}. {advice}", attempts
     )
@@ -75,6 +84,11 @@ def _advice(entry: PretrainedWeights | None, attempts: list[Attempt], repo: bool
         return (
             "Load it once with network access (it is then cached), or unset HF_HUB_OFFLINE, "
             "or pass the path of a folder written by t2t_vit.save_pretrained or t2t-vit convert."
+        )
+    if attempts[-1].answer.startswith("cannot write"):
+        return (
+            "Free space on its disk or make it writable, or set HF_HUB_CACHE (Hub files) or "
+            "T2T_VIT_CACHE (converted originals), or pass cache_dir=, to use another folder."
         )
     if entry is not None and repo:
         return (
@@ -120,7 +134,9 @@ def from_pretrained(
     it or cannot be reached, its original release file is downloaded, checked, read
     weights-only, converted and cached (`source="auto"`). `source="hub"` or `"original"`
     forces one. A `revision` pins a Hub revision and so never falls back. Later calls load
-    the cache with no download, offline (`HF_HUB_OFFLINE=1`) too. One log line (logger
+    the cache with no download, offline (`HF_HUB_OFFLINE=1`) too; a Hub miss is remembered
+    for `$T2T_VIT_HUB_MISS_TTL` seconds (default 3600), during which a cached converted
+    original loads with no request at all (`force_download=True` asks afresh). One log line (logger
     `t2t_vit`, level INFO) says where the weights came from. `cache_dir` holds both the Hub
     files and the converted originals; `force_download` downloads and converts again.
 
@@ -161,6 +177,9 @@ def from_pretrained(
             # The caller named the folder: no need to tell them where the weights came from.
             _log.debug("%s: weights from the local folder %s", name, path.resolve())
         return model
+    not_a_folder = _not_a_folder(name, path)
+    if not_a_folder is not None:
+        raise PretrainedLoadError(not_a_folder)
     if _is_path_like(name):
         raise PretrainedLoadError(f"local folder {name!r} does not exist")
 
@@ -177,6 +196,21 @@ def from_pretrained(
         entry = get_weights(name)
         repo_id = entry.hub_repo_id
     attempts: list[Attempt] = []
+    # A registry name that can fall back: a recent Hub miss with a whole converted copy in
+    # the cache loads that copy without waiting for the Hub again.
+    fallback = entry is not None and not repo and source == "auto" and revision is None
+    if fallback and entry is not None and not force_download and not offline():
+        miss = recent_hub_miss(repo_id, endpoint(), cache_dir)
+        cached = cached_folder(entry, cache_dir) if miss is not None else None
+        if cached is not None:
+            model = load_folder(cached, where=str(cached), advice=_HUB_ADVICE, **load)
+            _log.info(
+                "%s: weights %s from the original release file %s (converted earlier, cached "
+                "in %s); Hub repository %s not asked: it answered %s (asked again after "
+                "%s seconds, or with force_download=True)",
+                name, entry.name, original_url(entry), cached, repo_id, miss, HUB_MISS_TTL_ENV,
+            )  # fmt: skip
+            return model
     if source in ("auto", "hub"):
         try:
             config, weights = download_folder(
@@ -184,6 +218,8 @@ def from_pretrained(
             )
         except HubUnavailableError as err:
             attempts.append(err.attempt)
+            if fallback and not offline():
+                remember_hub_miss(repo_id, endpoint(), err.attempt.answer, cache_dir)
         else:
             folder = config.parent
             if weights.parent != folder:  # pragma: no cover - a race with a push
@@ -194,6 +230,8 @@ def from_pretrained(
             model = load_folder(
                 folder, where=f"Hub repository {repo_id}", advice=_HUB_ADVICE, **load
             )
+            if fallback:
+                forget_hub_miss(repo_id, cache_dir)
             _log.info("%s: weights from the Hugging Face Hub repository %s", name, repo_id)
             return model
     if entry is None or source == "hub" or repo or revision is not None:
@@ -205,7 +243,7 @@ def from_pretrained(
         )
     except OriginalUnavailableError as err:
         attempts.append(err.attempt)
-        raise _failure(name, attempts, _advice(entry, attempts, repo)) from None
+        raise _failure(name, attempts, err.advice or _advice(entry, attempts, repo)) from None
     model = load_folder(folder, where=str(folder), advice=_HUB_ADVICE, **load)
     how = "downloaded and converted into" if made else "converted earlier, cached in"
     hub = f"; {attempts[0]}" if attempts else ""
@@ -214,3 +252,39 @@ def from_pretrained(
         name, entry.name, original_url(entry), how, folder, hub,
     )  # fmt: skip
     return model
+
+
+#: Endings of checkpoint files, which `t2t-vit convert` turns into a folder.
+_CHECKPOINT_ENDINGS = (".pth", ".pth.tar", ".pt", ".tar", ".bin", ".ckpt", ".safetensors")
+
+
+def _not_a_folder(name: str, path: Path) -> str | None:
+    """What to say when `name` is a file, a URL or a checkpoint file name rather than a
+    folder, a registry name or a Hub repository id; `None` when it is none of these."""
+    convert = "run `t2t-vit convert CHECKPOINT OUT_DIR` and load OUT_DIR"
+    loads = (
+        "from_pretrained loads a folder written by save_pretrained or t2t-vit convert "
+        "(config.json + model.safetensors), a registry name or a Hub repository id"
+    )
+    if path.is_file():
+        if path.name in (CONFIG_NAME, WEIGHTS_NAME) and (path.parent / CONFIG_NAME).is_file():
+            return f"{name!r} is a file of a saved folder: pass the folder {str(path.parent)!r}"
+        return (
+            f"{name!r} is a file; {loads}. For an original checkpoint, run "
+            f"`t2t-vit convert {name} OUT_DIR` and load OUT_DIR"
+        )
+    lowered = name.lower()
+    if lowered.startswith(("http://", "https://")):
+        hub = endpoint().lower()
+        for base in {hub, "https://huggingface.co", "https://hf.co"}:
+            if lowered.startswith(base + "/"):
+                parts = name[len(base) + 1 :].split("/")
+                if len(parts) >= 2 and parts[0] and parts[1]:
+                    return (
+                        f"{name!r} is a web address; from_pretrained takes the Hub repository "
+                        f"id: from_pretrained({f'{parts[0]}/{parts[1]}'!r})"
+                    )
+        return f"{name!r} is a web address; {loads}. For a checkpoint file, download it, {convert}"
+    if lowered.endswith(_CHECKPOINT_ENDINGS):
+        return f"{name!r} does not exist; {loads}. For a checkpoint file, {convert}"
+    return None

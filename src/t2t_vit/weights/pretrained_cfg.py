@@ -25,19 +25,41 @@ IMAGENET_DEFAULT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 LABEL_SET_SIZES: dict[str, int] = {"imagenet-1k": 1000, "cifar-10": 10, "cifar-100": 100}
 
 
+#: One-channel (grey) models: the ImageNet mean and std averaged over the three channels.
+_GREY_MEAN, _GREY_STD = 0.449, 0.226
+
+
 def default_pretrained_cfg(
     img_size: tuple[int, int] = (224, 224), in_chans: int = 3, num_classes: int = 1000
 ) -> dict[str, Any]:
     """The official evaluation settings: resize to `img_size / 0.9`, bicubic, center crop,
-    ImageNet mean and std; ImageNet-1k labels for 1000 classes, else the class indices."""
+    ImageNet mean and std; ImageNet-1k labels for 1000 classes, else the class indices.
+
+    A model of other than 3 channels gets one mean and std per channel, the ImageNet values
+    averaged over RGB (0.449 and 0.226), as for grey images.
+    """
+    rgb = in_chans == 3
     return {
         "input_size": [in_chans, img_size[0], img_size[1]],
         "crop_pct": 0.9,
         "interpolation": "bicubic",
-        "mean": list(IMAGENET_DEFAULT_MEAN),
-        "std": list(IMAGENET_DEFAULT_STD),
+        "mean": list(IMAGENET_DEFAULT_MEAN) if rgb else [_GREY_MEAN] * in_chans,
+        "std": list(IMAGENET_DEFAULT_STD) if rgb else [_GREY_STD] * in_chans,
         "labels": "imagenet-1k" if num_classes == 1000 else [str(i) for i in range(num_classes)],
     }
+
+
+def _model_defaults(model: nn.Module) -> dict[str, Any]:
+    img_size = getattr(model, "img_size", (224, 224))
+    in_chans = getattr(model, "in_chans", 3)
+    num_classes = getattr(model, "num_classes", None)
+    return default_pretrained_cfg(
+        tuple(img_size), in_chans, 1000 if num_classes is None else num_classes
+    )
+
+
+#: The keys preprocessing and labelling read; a config missing one gets its default.
+_REQUIRED = ("input_size", "crop_pct", "interpolation", "mean", "std", "labels")
 
 
 def label_count(labels: Any) -> int | None:
@@ -57,17 +79,24 @@ def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
     (`'imagenet-1k'`, `'cifar-10'`, `'cifar-100'` or an explicit list of class names),
     and optionally `metrics` and `source`.
 
-    The labels always fit the model's head: where they do not (a head replaced with
+    A config that sets only some keys (`{"labels": [...]}`) gets the defaults for the
+    others. The labels always fit the model's head: where they do not (a head replaced with
     `reset_classifier`, say), the result names the classes by index and drops the
     checkpoint's `metrics`, which were measured with the old head.
     """
+    return complete_pretrained_cfg(model, getattr(model, "pretrained_cfg", None))
+
+
+def complete_pretrained_cfg(model: nn.Module, cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """`cfg` for `model`, with the official defaults for the keys it lacks (all of them for
+    `None`) and labels that fit the model's head (see `resolve_pretrained_cfg`)."""
     num_classes = getattr(model, "num_classes", None)
-    cfg = getattr(model, "pretrained_cfg", None)
     if not isinstance(cfg, dict):
-        img_size = getattr(model, "img_size", (224, 224))
-        in_chans = getattr(model, "in_chans", 3)
-        classes = 1000 if num_classes is None else num_classes
-        return default_pretrained_cfg(tuple(img_size), in_chans, classes)
+        return _model_defaults(model)
+    missing = [key for key in _REQUIRED if key not in cfg]
+    if missing:
+        defaults = _model_defaults(model)
+        cfg = {**{key: defaults[key] for key in missing}, **cfg}
     if isinstance(num_classes, int) and label_count(cfg.get("labels")) != num_classes:
         cfg = {k: v for k, v in cfg.items() if k != "metrics"}
         cfg["labels"] = [str(i) for i in range(num_classes)]

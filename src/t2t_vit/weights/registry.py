@@ -25,6 +25,8 @@ __all__ = [
     "render_zoo_table",
 ]
 
+_HASH_SUFFIX = re.compile(r"-([0-9a-f]{8})\.pth$")
+
 HUB_ORG = "t2t-vit"
 """Default Hugging Face Hub organisation holding the converted weights."""
 HUB_ORG_ENV = "T2T_VIT_HUB_ORG"
@@ -43,9 +45,30 @@ _CLEAR_BSD = "bsd-3-clause-clear"
 _APACHE = "apache-2.0"
 
 
+#: What the Hub accepts as an organisation or user name (huggingface_hub's repo id rules).
+_ORG = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+
+
 def hub_org() -> str:
-    """The Hub organisation of the converted weights: `$T2T_VIT_HUB_ORG`, else `HUB_ORG`."""
-    return os.environ.get(HUB_ORG_ENV, "").strip() or HUB_ORG
+    """The Hub organisation of the converted weights: `$T2T_VIT_HUB_ORG`, else `HUB_ORG`.
+
+    Raises `ValueError` naming the variable when it holds no valid organisation name.
+    """
+    org = os.environ.get(HUB_ORG_ENV, "").strip()
+    if not org:
+        return HUB_ORG
+    if not _ORG.fullmatch(org) or "--" in org or ".." in org:
+        raise ValueError(
+            f"{HUB_ORG_ENV}={org!r} is not a Hub organisation name (letters, digits, '-', '_' "
+            f"and '.', at most 96, no '--' or '..'); set it to one, or unset it for {HUB_ORG!r}"
+        )
+    return org
+
+
+def expected_sha256_prefix(file_name: str) -> str | None:
+    """The SHA-256 prefix that OpenMMLab writes into its file names (`...-f7378dd5.pth`)."""
+    match = _HASH_SUFFIX.search(file_name)
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)

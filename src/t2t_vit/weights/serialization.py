@@ -20,7 +20,7 @@ from ..layers.pos_embed import resample_pos_embed
 from ..models.t2t_vit import T2TViT, _pair, check_model_args
 from .convert import StateDictMismatchError, check_state_dict
 from .errors import PretrainedLoadError
-from .pretrained_cfg import label_count, resolve_pretrained_cfg
+from .pretrained_cfg import complete_pretrained_cfg, label_count, resolve_pretrained_cfg
 
 __all__ = [
     "CONFIG_NAME",
@@ -60,8 +60,9 @@ def save_pretrained(
 
     `config.json` holds `{"architecture": "T2TViT", "model_args": {...T2TViT kwargs...},
     "pretrained_cfg": {...}}`; `pretrained_cfg` defaults to the model's own, whose labels
-    always fit the model's head (see `resolve_pretrained_cfg`). A given `pretrained_cfg`
-    whose labels name another number of classes than the model's is refused. Each file is
+    always fit the model's head (see `resolve_pretrained_cfg`); a partial one
+    (`{"labels": [...]}`) is completed with the defaults. A given `pretrained_cfg` whose
+    labels name another number of classes than the model's is refused. Each file is
     written under a temporary name and then renamed, so an interrupted save leaves no
     half-written file under the final name.
     """
@@ -82,7 +83,8 @@ def save_pretrained(
     config = {
         "architecture": "T2TViT",
         "model_args": model.config,
-        "pretrained_cfg": pretrained_cfg or resolve_pretrained_cfg(model),
+        # A partial config ({"labels": [...]}) is completed, so that the folder loads anywhere.
+        "pretrained_cfg": complete_pretrained_cfg(model, pretrained_cfg or model.pretrained_cfg),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     part = out / f".{WEIGHTS_NAME}.part"
