@@ -93,6 +93,14 @@ def test_pretrained_loads_through_the_librarys_loader_from_the_original_release(
     assert torch.equal(features.blocks[6].mlp.fc1.weight, t7_state["blocks.6.mlp.fc1.weight"])
     # Downloaded once from the release mirror, converted, then served from the cache.
     assert releases.gets(T7) == 1
+    # A size the stem cannot take: one line, the same through timm as through the library.
+    too_small = r"img_size \(2, 2\) is too small for the T2T stem .* at least 3"
+    with pytest.raises(t2t_vit.PretrainedLoadError, match=too_small) as ours:
+        t2t_vit.create_model("t2t-vit-7", pretrained=True, img_size=2)
+    with pytest.raises(t2t_vit.PretrainedLoadError, match=too_small) as theirs:
+        timm.create_model("t2t_vit_7", pretrained=True, img_size=2)
+    assert str(theirs.value) == str(ours.value)
+    assert "\n" not in str(ours.value)
 
 
 def _images() -> list[Any]:
