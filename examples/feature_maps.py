@@ -44,8 +44,11 @@ def main() -> None:
     model = load(args).eval()
     x = t2t_vit.preprocess(args.image, model)
     with torch.inference_mode():
-        final, maps = model.forward_intermediates(x, indices=args.blocks, return_prefix_tokens=True)
-    indices = args.blocks if args.blocks is not None else list(range(len(model.blocks)))
+        indices = args.blocks if args.blocks is not None else list(range(len(model.blocks)))
+        # forward_intermediates indexes levels: the stem's T2T layers come before the blocks.
+        num_stem = len(model.feature_info) - len(model.blocks)
+        levels = [i + num_stem if i >= 0 else i for i in indices]
+        final, maps = model.forward_intermediates(x, indices=levels, return_prefix_tokens=True)
     print(
         f"input {tuple(x.shape)} -> token grid {model.tokens_to_token.output_grid(*x.shape[-2:])}"
     )

@@ -125,14 +125,12 @@ class StemFusedPyramid(nn.Module):
 
     def __init__(self, info: t2t_vit.FeatureInfo, dim: int) -> None:
         super().__init__()
-        self.neck = t2t_vit.SimpleFeaturePyramid(
-            info.channels(-1), dim, scale_factors=(4.0, 2.0, 1.0)
-        )
+        # Without an index, feature_info answers for the returned maps (timm's meaning).
+        channels, reductions = info.channels(), info.reduction()
+        self.neck = t2t_vit.SimpleFeaturePyramid(channels[-1], dim, scale_factors=(4.0, 2.0, 1.0))
         strides = self.neck.feature_info.reduction()
-        self.where = [strides.index(info.reduction(i)) for i in range(len(info) - 1)]
-        self.project = nn.ModuleList(
-            nn.Conv2d(info.channels(i), dim, 1) for i in range(len(info) - 1)
-        )
+        self.where = [strides.index(r) for r in reductions[:-1]]
+        self.project = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in channels[:-1])
 
     def forward(self, maps: list[Tensor]) -> list[Tensor]:
         pyramid: list[Tensor] = self.neck(maps[-1])

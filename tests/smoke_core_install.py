@@ -45,7 +45,7 @@ def main() -> None:
 
     here = Path(t2t_vit.__file__).resolve()
     check("site-packages" in here.parts, f"t2t_vit is the installed package ({here})")
-    for extra in ("PIL", "matplotlib"):
+    for extra in ("PIL", "matplotlib", "timm"):
         check(importlib.util.find_spec(extra) is None, f"{extra} (an extra) is not installed")
 
     tmp = Path(tempfile.mkdtemp(prefix="t2t-vit-core-"))

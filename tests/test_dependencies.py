@@ -39,3 +39,17 @@ def test_preprocessing_without_pillow_names_the_extra() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert 'pip install "t2t-vit[image]"' in result.stdout
+
+
+def test_the_core_never_imports_timm_and_its_module_names_the_extra() -> None:
+    result = _run(
+        "sys.modules['timm'] = None\n"
+        "import torch, t2t_vit\n"
+        "t2t_vit.create_model('t2t-vit-7', features_only=True)\n"
+        "try:\n"
+        "    import t2t_vit.timm\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 't2t_vit.timm needs timm: pip install "t2t-vit[timm]"'

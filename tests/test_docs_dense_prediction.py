@@ -40,7 +40,7 @@ def test_dense_prediction_blocks_print_what_the_page_says(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # save_pretrained writes the reader's folder here
     blocks = code_blocks(PAGE)
-    assert len(blocks) == 8
+    assert len(blocks) == 9
     printed = []
     namespace: dict[str, object] = {}
     for i, block in enumerate(blocks):

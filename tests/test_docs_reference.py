@@ -116,8 +116,9 @@ def test_forward_intermediates_returns_what_its_types_say() -> None:
         pairs = model.forward_intermediates(x, return_prefix_tokens=True, intermediates_only=True)
         features = model.forward_features(x)
     assert torch.equal(final, features)
-    assert [m.shape for m in maps] == [(1, 32, 2, 2)] * 2
+    # Every level: the two T2T layers (no class token: an empty prefix), then the blocks.
+    assert [m.shape for m in maps] == [(1, 8, 8, 8), (1, 8, 4, 4)] + [(1, 32, 2, 2)] * 2
     assert all(isinstance(p, tuple) and len(p) == 2 for p in pairs)
-    for (spatial, prefix), plain in zip(pairs, maps, strict=True):
+    for (spatial, _), plain in zip(pairs, maps, strict=True):
         assert torch.equal(spatial, plain)
-        assert prefix.shape == (1, 1, 32)
+    assert [p.shape for _, p in pairs] == [(1, 0, 32)] * 2 + [(1, 1, 32)] * 2

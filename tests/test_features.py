@@ -112,16 +112,16 @@ def test_preset_features_on_224x320_are_the_full_models_own_tokens_with_its_weig
 
 def test_levels_are_the_t2t_layers_then_the_blocks_with_strides_and_channels() -> None:
     assert feature_levels(_tiny()) == [
-        {"num_chs": 8, "reduction": 4, "module": "tokens_to_token.attention1"},
-        {"num_chs": 8, "reduction": 8, "module": "tokens_to_token.attention2"},
-        {"num_chs": 32, "reduction": 16, "module": "blocks.0"},
-        {"num_chs": 32, "reduction": 16, "module": "blocks.1"},
-        {"num_chs": 32, "reduction": 16, "module": "blocks.2"},
+        {"num_chs": 8, "reduction": 4, "module": "tokens_to_token.attention1", "index": 0},
+        {"num_chs": 8, "reduction": 8, "module": "tokens_to_token.attention2", "index": 1},
+        {"num_chs": 32, "reduction": 16, "module": "blocks.0", "index": 2},
+        {"num_chs": 32, "reduction": 16, "module": "blocks.1", "index": 3},
+        {"num_chs": 32, "reduction": 16, "module": "blocks.2", "index": 4},
     ]
     small = _tiny(depth=1, t2t_layers=((3, 1, 1), (3, 2, 1)), img_size=8)
     assert feature_levels(small) == [
-        {"num_chs": 8, "reduction": 1, "module": "tokens_to_token.attention1"},
-        {"num_chs": 32, "reduction": 2, "module": "blocks.0"},
+        {"num_chs": 8, "reduction": 1, "module": "tokens_to_token.attention1", "index": 0},
+        {"num_chs": 32, "reduction": 2, "module": "blocks.0", "index": 1},
     ]
     # The patch stem has no T2T layer: its levels are the blocks.
     assert [lv["module"] for lv in feature_levels(_tiny("patch"))] == [
@@ -168,11 +168,14 @@ def test_block_maps_are_forward_intermediates_with_and_without_the_final_norm(no
     features = create_feature_model(model, out_indices=[2, 3, 4], norm=norm).eval()
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
-        expected = model.forward_intermediates(x, norm=norm, intermediates_only=True)
+        # One index space: out_indices [2, 3, 4] are forward_intermediates' [2, 3, 4].
+        expected = model.forward_intermediates(x, [2, 3, 4], norm=norm, intermediates_only=True)
         maps = features(x)
+        again = features.forward_intermediates(x, norm=norm)
     assert len(maps) == 3
-    for ours, theirs in zip(maps, expected, strict=True):
+    for ours, theirs, own in zip(maps, expected, again, strict=True):
         assert torch.equal(ours, theirs)
+        assert torch.equal(own, theirs)
     assert ("norm.weight" in features.state_dict()) is norm
 
 
@@ -190,7 +193,7 @@ def test_patch_stem_default_is_the_last_block_at_stride_16() -> None:
         (only,) = features(x)
         (expected,) = model.forward_intermediates(x, indices=1, intermediates_only=True)
     assert features.feature_info.get_dicts() == [
-        {"num_chs": 32, "reduction": 16, "module": "blocks.2"}
+        {"num_chs": 32, "reduction": 16, "module": "blocks.2", "index": 2}
     ]
     assert torch.equal(only, expected)
 
@@ -265,7 +268,9 @@ def test_feature_info_answers_as_timms_and_names_real_modules() -> None:
     model = _tiny()
     features = create_feature_model(model, out_indices=(0, 1, 3))
     info = features.feature_info
-    assert len(info) == 3
+    # As timm's: len() and an int index mean all levels; no index, the returned ones.
+    assert len(info) == 5
+    assert info.out_indices == (0, 1, 3)
     assert info.channels() == [8, 8, 32]
     assert info.reduction() == [4, 8, 16]
     assert info.module_name() == [
@@ -273,12 +278,14 @@ def test_feature_info_answers_as_timms_and_names_real_modules() -> None:
         "tokens_to_token.attention2",
         "blocks.1",
     ]
-    assert (info.channels(2), info.reduction(-1), info.module_name(0)) == (
-        32,
-        16,
-        "tokens_to_token.attention1",
-    )
-    assert info[1] == {"num_chs": 8, "reduction": 8, "module": "tokens_to_token.attention2"}
+    assert (info.channels(2), info.reduction(-1), info.module_name(4)) == (32, 16, "blocks.2")
+    assert info.channels([0, 4]) == [8, 32]
+    assert info[1] == {
+        "num_chs": 8,
+        "reduction": 8,
+        "module": "tokens_to_token.attention2",
+        "index": 1,
+    }
     assert info.get_dicts(keys=["num_chs"]) == [{"num_chs": 8}, {"num_chs": 8}, {"num_chs": 32}]
     assert info.get("reduction", 0) == 4
     # The names resolve to the same module in the feature model and the classifier.
@@ -493,3 +500,68 @@ def test_compile_fullgraph_backbone_with_neck_matches_eager_in_training_and_othe
     with torch.no_grad():
         for ours, theirs in zip(compiled(x), run(x), strict=True):
             torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+# -- one index space, the pyramid, pruning ---------------------------------------------------
+
+
+def test_out_indices_and_forward_intermediates_share_one_index_space() -> None:
+    model = _tiny("performer")
+    x = torch.randn(2, 3, 64, 96)
+    for indices in [(1,), (2,), (0, 3), (-1,), 2]:
+        features = create_feature_model(model, out_indices=indices).eval()
+        with torch.no_grad():
+            maps = features(x)
+            same = model.forward_intermediates(x, indices=indices, intermediates_only=True)
+            again = features.forward_intermediates(x, indices=indices)
+        assert [m.shape for m in maps] == [m.shape for m in same], indices
+        for a, b, c in zip(maps, same, again, strict=True):
+            assert torch.equal(a, b)
+            assert torch.equal(a, c)
+    assert model.feature_info == feature_levels(model)
+    with pytest.raises(ValueError, match=r"^indices \[4\] reach level 4 \(blocks.2\) but this "):
+        create_feature_model(model, out_indices=(0, 2)).forward_intermediates(x, indices=[4])
+
+
+def test_pyramid_levels_are_one_per_stride_with_the_last_block_pooled_to_32() -> None:
+    model = _tiny("performer")
+    pyramid = create_feature_model(model, levels="pyramid").eval()
+    assert pyramid.feature_info.module_name() == [
+        "tokens_to_token.attention1",
+        "tokens_to_token.attention2",
+        "blocks.2",
+        "downsample",
+    ]
+    assert pyramid.feature_info.reduction() == [4, 8, 16, 32]
+    assert len(pyramid.blocks) == 3
+    x = torch.randn(2, 3, 64, 112)  # a 4x7 block grid: the pooled grid is 2x4 (ceil)
+    with torch.no_grad():
+        *stem, last, pooled = pyramid(x)
+        expected = model.forward_intermediates(x, indices=(0, 1, -1), intermediates_only=True)
+    for a, b in zip([*stem, last], expected, strict=True):
+        assert torch.equal(a, b)
+    assert pooled.shape == (2, 32, 2, 4)
+    assert torch.equal(pooled, nn.functional.max_pool2d(last, 2, ceil_mode=True))
+    only_32 = create_feature_model(model, out_indices=(-1,), levels="pyramid").eval()
+    with torch.no_grad():
+        (alone,) = only_32(x)
+    assert torch.equal(alone, pooled)
+    with pytest.raises(ValueError, match=r"^levels must be one of all, pyramid; got 'stages'$"):
+        create_feature_model(model, levels="stages")
+
+
+def test_prune_intermediate_layers_keeps_what_the_levels_need_as_timms_vit() -> None:
+    model = _tiny("performer")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.forward_intermediates(x, indices=(1, 3), intermediates_only=True)
+    assert model.prune_intermediate_layers((1, -2)) == [1, 3]
+    assert len(model.blocks) == 2
+    assert isinstance(model.norm, nn.Identity) is False
+    assert isinstance(model.head, nn.Identity)
+    with torch.no_grad():
+        got = model.forward_intermediates(x, indices=(1, 3), intermediates_only=True)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+    assert model.prune_intermediate_layers(1, prune_norm=True) == [3]
+    assert isinstance(model.norm, nn.Identity)

@@ -25,6 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "weights": {"layers", "models"},
     "inference": {"layers", "models", "weights"},
     "factory": {"models", "weights"},
+    # The timm registration: presets, weights and create_model, under timm's names.
+    "timm": {"models", "weights", "factory"},
     "cli": {"layers", "models", "weights", "inference", "factory", "flops", "cli"},
     "__main__": {"cli"},
 }
@@ -75,6 +77,7 @@ def test_top_level_shows_the_concerns_at_a_glance() -> None:
         "layers",
         "models",
         "py.typed",
+        "timm.py",
         "training.py",
         "weights",
     ]

@@ -151,7 +151,8 @@ def test_forward_intermediates_equal_the_tokens_of_a_manual_run(tokens_type: str
         for block in model.blocks:
             h = block(h)
             manual.append(h)
-        final, maps = model.forward_intermediates(x, indices=[0, -1])
+        # Levels: the two T2T layers, then the blocks (2, 3, 4).
+        final, maps = model.forward_intermediates(x, indices=[2, -1])
         assert grid == (3, 2)
         assert torch.allclose(final, model.forward_features(x), atol=1e-6)
         assert [tuple(m.shape) for m in maps] == [(2, 32, 3, 2)] * 2
@@ -172,7 +173,7 @@ def test_forward_intermediates_equal_the_tokens_of_a_manual_run(tokens_type: str
             assert torch.allclose(spatial, normed[:, 1:], atol=1e-6)
             assert torch.allclose(prefix, normed[:, :1], atol=1e-6)
 
-        early = model.forward_intermediates(x, indices=[1], stop_early=True)[1]
+        early = model.forward_intermediates(x, indices=[3], stop_early=True)[1]
         assert torch.allclose(
             early[0], rearrange(manual[1][:, 1:], "b (h w) c -> b c h w", h=3), atol=1e-6
         )
@@ -181,7 +182,7 @@ def test_forward_intermediates_equal_the_tokens_of_a_manual_run(tokens_type: str
 def test_forward_intermediates_rejects_bad_indices_and_format() -> None:
     model = tiny_model(depth=2)
     x = torch.randn(1, 3, 32, 32)
-    with pytest.raises(ValueError, match=r"block indices \[5\] out of range for depth 2"):
+    with pytest.raises(ValueError, match=r"indices entry 5 is out of range: valid are 0..3 or"):
         model.forward_intermediates(x, indices=[0, 5])
     with pytest.raises(ValueError, match="output_fmt must be 'NCHW' or 'NLC', got 'NHWC'"):
         model.forward_intermediates(x, output_fmt="NHWC")  # type: ignore[arg-type]
@@ -223,8 +224,15 @@ def test_record_attention_maps_of_an_image_path_says_to_preprocess_it() -> None:
 @pytest.mark.parametrize(
     ("indices", "message"),
     [
-        ([0, 0], "indices [0, 0] name block 0 twice (0 and 0); name each block once"),
-        ([1, -1], "indices [1, -1] name block 1 twice (1 and -1); name each block once"),
+        (
+            [0, 0],
+            "indices [0, 0] names level 0 (tokens_to_token.attention1) twice (0 and 0); "
+            "name each level once",
+        ),
+        (
+            [3, -1],
+            "indices [3, -1] names level 3 (blocks.1) twice (3 and -1); name each level once",
+        ),
     ],
 )
 def test_forward_intermediates_refuses_a_block_named_twice_as_out_indices_does(

@@ -23,6 +23,7 @@ def create_model(
     *,
     features_only: Literal[False] = False,
     out_indices: None = None,
+    levels: None = None,
     **kwargs: Any,
 ) -> T2TViT: ...
 @overload
@@ -32,6 +33,7 @@ def create_model(
     *,
     features_only: Literal[True],
     out_indices: int | Sequence[int] | None = None,
+    levels: str | None = None,
     **kwargs: Any,
 ) -> T2TFeatures: ...
 @overload
@@ -41,6 +43,7 @@ def create_model(
     *,
     features_only: bool,
     out_indices: int | Sequence[int] | None = None,
+    levels: str | None = None,
     **kwargs: Any,
 ) -> T2TViT | T2TFeatures: ...
 def create_model(
@@ -49,6 +52,7 @@ def create_model(
     *,
     features_only: bool = False,
     out_indices: int | Sequence[int] | None = None,
+    levels: str | None = None,
     **kwargs: Any,
 ) -> T2TViT | T2TFeatures:
     """Build a preset (`t2t-vit-14`) or the architecture of a registered weight
@@ -62,12 +66,15 @@ def create_model(
 
     `features_only=True` returns a `T2TFeatures` backbone whose `forward` gives a list of
     NCHW maps, the levels `out_indices` picks (default: the stem's T2T layers and the last
-    block, strides 4, 8 and 16), with the classifier's parameter names.
+    block, strides 4, 8 and 16), with the classifier's parameter names. `levels`
+    (`"all"` or `"pyramid"`, see `T2TFeatures`) sets the levels `out_indices` index.
     """
     if out_indices is not None and not features_only:
         raise ValueError(
             f"out_indices={out_indices!r} selects feature levels; pass features_only=True too"
         )
+    if levels is not None and not features_only:
+        raise ValueError(f"levels={levels!r} sets feature levels; pass features_only=True too")
     if pretrained:
         model = from_pretrained(name, **kwargs)
     else:
@@ -78,4 +85,6 @@ def create_model(
         model.pretrained_cfg = default_pretrained_cfg(
             model.img_size, model.in_chans, model.num_classes
         )
-    return create_feature_model(model, out_indices) if features_only else model
+    if not features_only:
+        return model
+    return create_feature_model(model, out_indices, levels=levels or "all")

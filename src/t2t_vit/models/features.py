@@ -8,77 +8,99 @@ outputs of the encoder blocks (`embed_dim` channels at the stem's total stride, 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import Any
 
 from einops import rearrange
 from torch import Tensor, nn
 
-from .t2t_vit import T2TViT, _TokenEmbedding
+from .t2t_vit import T2TViT, _TokenEmbedding, model_levels, resolve_level_indices
+
+LEVELS: tuple[str, ...] = ("all", "pyramid")
+# The pyramid's stride-32 level: the last block, max-pooled.
+_POOLED = -1
+"""Accepted values of `T2TFeatures(levels=...)`."""
 
 __all__ = ["FeatureInfo", "T2TFeatures", "create_feature_model", "feature_levels"]
 
 
-class FeatureInfo:
-    """Channels, reduction (stride) and module name of each returned map, as timm's.
+Index = int | Sequence[int] | None
 
-    `channels()`, `reduction()` and `module_name()` give one entry per map, in the
-    order of the maps; with an index they give that map's. Each entry is also a dict
-    `{"num_chs", "reduction", "module"}` (`info[i]`, `get_dicts()`).
+
+def _as_tuple(out_indices: int | Sequence[int]) -> tuple[int, ...]:
+    # timm's reading: an int n is the last n levels, as negative indices.
+    if isinstance(out_indices, int):
+        return tuple(range(-out_indices, 0))
+    return tuple(out_indices)
+
+
+class FeatureInfo:
+    """Every level of a backbone and the ones it returns, with timm's `FeatureInfo` calls.
+
+    `info` holds one dict per level (`num_chs`, `reduction`, `module`, `index`), and
+    `out_indices` the levels the backbone returns. As in timm, `channels()`,
+    `reduction()`, `module_name()`, `get(key)` and `get_dicts()` without an index give
+    the returned levels; with an int or a list they give those levels of `info`
+    (ignoring `out_indices`); `len()`, indexing and iteration are over all levels.
     """
 
-    def __init__(self, info: Sequence[Mapping[str, Any]]) -> None:
-        """The description of a list of maps.
+    def __init__(
+        self, info: Sequence[Mapping[str, Any]], out_indices: int | Sequence[int] | None = None
+    ) -> None:
+        """The description of a backbone's levels.
 
         Args:
-            info: One mapping per map, with keys `num_chs`, `reduction` and `module`.
+            info: One mapping per level, with keys `num_chs`, `reduction` and `module`
+                (`index` is added where missing).
+            out_indices: The returned levels (an int `n`: the last `n`); default all.
         """
-        self.info: list[dict[str, Any]] = [dict(entry) for entry in info]
+        self.info: list[dict[str, Any]] = []
+        for i, entry in enumerate(info):
+            level = dict(entry)
+            level.setdefault("index", i)
+            self.info.append(level)
+        self.out_indices: tuple[int, ...] = (
+            tuple(range(len(self.info))) if out_indices is None else _as_tuple(out_indices)
+        )
 
-    @overload
-    def get(self, key: str, idx: None = None) -> list[Any]: ...
-    @overload
-    def get(self, key: str, idx: int) -> Any: ...
-    def get(self, key: str, idx: int | None = None) -> Any:
-        """The value of `key` for every map, or for map `idx`."""
+    def from_other(self, out_indices: int | Sequence[int]) -> FeatureInfo:
+        """The same levels with other `out_indices`."""
+        return FeatureInfo(copy.deepcopy(self.info), out_indices)
+
+    def get(self, key: str, idx: Index = None) -> Any:
+        """The value of `key` for each returned level, for level `idx`, or for each
+        level of the list `idx`."""
         if idx is None:
-            return [entry[key] for entry in self.info]
-        return self.info[idx][key]
+            return [self.info[i][key] for i in self.out_indices]
+        if isinstance(idx, (tuple, list)):
+            return [self.info[i][key] for i in idx]
+        return self.info[idx][key]  # type: ignore[index]
 
-    def get_dicts(
-        self, keys: Sequence[str] | None = None, idx: int | None = None
-    ) -> list[dict[str, Any]] | dict[str, Any]:
-        """The entries (restricted to `keys`) of every map, or of map `idx`."""
+    def get_dicts(self, keys: Sequence[str] | None = None, idx: Index = None) -> Any:
+        """The dicts (restricted to `keys`) of the returned levels, of level `idx`, or of
+        each level of the list `idx`."""
 
-        def pick(entry: dict[str, Any]) -> dict[str, Any]:
-            return dict(entry) if keys is None else {k: entry[k] for k in keys}
+        def pick(i: int) -> dict[str, Any]:
+            entry = self.info[i]
+            return entry if keys is None else {k: entry[k] for k in keys}
 
         if idx is None:
-            return [pick(entry) for entry in self.info]
-        return pick(self.info[idx])
+            return [pick(i) for i in self.out_indices]
+        if isinstance(idx, (tuple, list)):
+            return [pick(i) for i in idx]
+        return pick(idx)  # type: ignore[arg-type]
 
-    @overload
-    def channels(self, idx: None = None) -> list[int]: ...
-    @overload
-    def channels(self, idx: int) -> int: ...
-    def channels(self, idx: int | None = None) -> list[int] | int:
-        """Channels of every map (or of map `idx`)."""
+    def channels(self, idx: Index = None) -> Any:
+        """Channels of the returned levels (or of level(s) `idx`)."""
         return self.get("num_chs", idx)
 
-    @overload
-    def reduction(self, idx: None = None) -> list[int]: ...
-    @overload
-    def reduction(self, idx: int) -> int: ...
-    def reduction(self, idx: int | None = None) -> list[int] | int:
-        """Stride of every map (or of map `idx`) relative to the input."""
+    def reduction(self, idx: Index = None) -> Any:
+        """Stride relative to the input of the returned levels (or of level(s) `idx`)."""
         return self.get("reduction", idx)
 
-    @overload
-    def module_name(self, idx: None = None) -> list[str]: ...
-    @overload
-    def module_name(self, idx: int) -> str: ...
-    def module_name(self, idx: int | None = None) -> list[str] | str:
-        """Name of the module whose output every map is (or map `idx` is)."""
+    def module_name(self, idx: Index = None) -> Any:
+        """Name of the module whose output each returned level is (or level(s) `idx`)."""
         return self.get("module", idx)
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
@@ -91,92 +113,18 @@ class FeatureInfo:
         return iter(self.info)
 
     def __repr__(self) -> str:
-        return f"FeatureInfo({self.info!r})"
+        return f"FeatureInfo({self.info!r}, out_indices={self.out_indices!r})"
 
 
 def feature_levels(model: T2TViT) -> list[dict[str, Any]]:
-    """Every level a `T2TViT` can return, in order: `{"num_chs", "reduction", "module"}`.
+    """Every level a `T2TViT` can return, in order: `{"num_chs", "reduction", "module",
+    "index"}`.
 
     First the stem's T2T layers (`tokens_to_token.attention1`, ...), then the blocks
-    (`blocks.0`, ...); `out_indices` index this list.
+    (`blocks.0`, ...): the one index space of `out_indices`, `forward_intermediates`
+    and `prune_intermediate_layers`.
     """
-    stem = model.tokens_to_token
-    levels = []
-    stride = 1
-    for i, (_, split_stride, _) in enumerate(stem.layers[:-1]):
-        stride *= split_stride
-        if stem.tokens_type != "patch":
-            levels.append(
-                {
-                    "num_chs": stem.token_dim,
-                    "reduction": stride,
-                    "module": f"tokens_to_token.attention{i + 1}",
-                }
-            )
-    total = stride * stem.layers[-1][1]
-    for i in range(len(model.blocks)):
-        levels.append({"num_chs": model.embed_dim, "reduction": total, "module": f"blocks.{i}"})
-    return levels
-
-
-def _describe(levels: Sequence[Mapping[str, Any]]) -> str:
-    """`0 tokens_to_token.attention1 (stride 4, 64 channels), ..., 2-15 blocks.0-13 (...)`."""
-    parts = [
-        f"{i} {lv['module']} (stride {lv['reduction']}, {lv['num_chs']} channels)"
-        for i, lv in enumerate(levels)
-        if not str(lv["module"]).startswith("blocks.")
-    ]
-    first = len(parts)
-    if first < len(levels):
-        last = len(levels) - 1
-        lv = levels[last]
-        names = "blocks.0" if first == last else f"blocks.0-{last - first}"
-        at = str(first) if first == last else f"{first}-{last}"
-        parts.append(f"{at} {names} (stride {lv['reduction']}, {lv['num_chs']} channels)")
-    return ", ".join(parts)
-
-
-def _resolve_out_indices(
-    out_indices: int | Sequence[int] | None, levels: Sequence[Mapping[str, Any]]
-) -> list[int]:
-    n = len(levels)
-    stem = sum(1 for lv in levels if not str(lv["module"]).startswith("blocks."))
-    if out_indices is None:
-        return [*range(stem), n - 1]
-    if isinstance(out_indices, bool) or not isinstance(out_indices, (int, Sequence)):
-        raise ValueError(
-            f"out_indices must be level indices such as (0, 1, -1), the number of last "
-            f"levels as an int, or None; got {out_indices!r}"
-        )
-    if isinstance(out_indices, int):
-        if not 0 < out_indices <= n:
-            raise ValueError(
-                f"out_indices={out_indices} asks for the last {out_indices} levels but there "
-                f"are {n}: pass 1..{n}. Levels: {_describe(levels)}"
-            )
-        return list(range(n - out_indices, n))
-    if len(out_indices) == 0:
-        raise ValueError(
-            f"out_indices is empty; pick at least one level. Levels: {_describe(levels)}"
-        )
-    taken: dict[int, int] = {}
-    for entry in out_indices:
-        if isinstance(entry, bool) or not isinstance(entry, int):
-            raise ValueError(f"out_indices entries must be ints, got {entry!r} in {out_indices!r}")
-        if not -n <= entry < n:
-            raise ValueError(
-                f"out_indices entry {entry} is out of range: valid are 0..{n - 1} or "
-                f"-{n}..-1. Levels: {_describe(levels)}"
-            )
-        index = entry % n
-        if index in taken:
-            raise ValueError(
-                f"out_indices {list(out_indices)!r} names level {index} "
-                f"({levels[index]['module']}) twice ({taken[index]} and {entry}); "
-                "name each level once"
-            )
-        taken[index] = entry
-    return sorted(taken)
+    return model_levels(model)
 
 
 class T2TFeatures(_TokenEmbedding, nn.Module):
@@ -188,7 +136,10 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
     `n`); the default is the stem levels plus the last block (strides 4, 8, 16 for the
     paper's stem). Maps come shallow to deep, described by `feature_info`. Block maps
     are the blocks' outputs as `forward_intermediates` gives them, with the final norm
-    only if `norm=True`.
+    only if `norm=True`. `levels="pyramid"` lists one level per stride instead, as
+    hierarchical backbones count their stages (what smp's `tu-` encoders index with
+    `range(depth)`): the stem's T2T layers, the last block, and the last block
+    max-pooled to stride 32 (`downsample`).
 
     Parameter names are the model's, so the classifier's state dict loads strictly:
     its head, its final norm (unless `norm=True`) and the blocks after the deepest
@@ -200,6 +151,7 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         model: T2TViT,
         out_indices: int | Sequence[int] | None = None,
         norm: bool = False,
+        levels: str = "all",
     ) -> None:
         """A backbone sharing `model`'s modules.
 
@@ -209,16 +161,32 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
                 the end, or an int `n` for the last `n`; default the stem levels and the
                 last block.
             norm: Apply the model's final LayerNorm to the block maps.
+            levels: `"all"` (each T2T layer, then each block) or `"pyramid"` (each T2T
+                layer, the last block, the last block pooled to stride 32): the levels
+                `out_indices` index; a pyramid returns all its levels by default.
         """
         super().__init__()
         if not isinstance(model, T2TViT):
             raise TypeError(f"T2TFeatures needs a T2TViT, got {type(model).__name__}")
-        levels = feature_levels(model)
-        self.out_indices = tuple(_resolve_out_indices(out_indices, levels))
-        self.feature_info = FeatureInfo([levels[i] for i in self.out_indices])
-        num_stem = len(levels) - len(model.blocks)
-        self._stem_take = [i for i in self.out_indices if i < num_stem]
-        self._block_take = [i - num_stem for i in self.out_indices if i >= num_stem]
+        if levels not in LEVELS:
+            raise ValueError(f"levels must be one of {', '.join(LEVELS)}; got {levels!r}")
+        every = feature_levels(model)
+        self._num_stem = num_stem = len(every) - len(model.blocks)
+        last = len(model.blocks) - 1
+        default: list[int] | None = [*range(num_stem), len(every) - 1]
+        if levels == "pyramid":
+            deepest = every[-1]
+            pooled = {**deepest, "reduction": 2 * deepest["reduction"], "module": "downsample"}
+            every = [*every[:num_stem], deepest, pooled]
+            every = [{**level, "index": i} for i, level in enumerate(every)]
+            self._level_block = [last, _POOLED]
+            default = None
+        else:
+            self._level_block = list(range(len(model.blocks)))
+        self.levels = levels
+        self.out_indices = tuple(resolve_level_indices(out_indices, every, default=default))
+        self.feature_info = FeatureInfo(every, self.out_indices)
+        self._stem_take, self._block_take = self._split(self.out_indices)
         self.use_norm = norm and bool(self._block_take)
 
         self.config = dict(model.config)
@@ -237,15 +205,29 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
             self.pos_drop = model.pos_drop
             # Blocks after the deepest selected one never run: leaving them out keeps
             # them from showing up as unused parameters (DDP) or in the optimizer.
-            self.blocks = nn.ModuleList(model.blocks[: max(self._block_take) + 1])
+            self.blocks = nn.ModuleList(model.blocks[: self._deepest(self._block_take) + 1])
         else:
             self.blocks = nn.ModuleList()
         if self.use_norm:
             self.norm = model.norm
+        if _POOLED in self._block_take:
+            # Stride 32 from the last block, without parameters, as ViTDet's pyramid
+            # makes its coarsest level; ceil keeps the border of an odd grid.
+            self.downsample = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
 
         own = set(self.state_dict())
         self._classifier_only = frozenset(k for k in model.state_dict() if k not in own)
         self.register_load_state_dict_pre_hook(_skip_classifier_only)  # type: ignore[no-untyped-call]
+
+    def _deepest(self, block_take: Sequence[int]) -> int:
+        """The deepest block to run for `block_take` (the pooled level needs the last)."""
+        return max(self._level_block[-2] if b == _POOLED else b for b in block_take)
+
+    def _split(self, take: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Level indices to (stem layer indices, block indices)."""
+        stem = [i for i in take if i < self._num_stem]
+        blocks = [self._level_block[i - self._num_stem] for i in take if i >= self._num_stem]
+        return stem, blocks
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that take no weight decay."""
@@ -258,17 +240,70 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Image `(B, C, H, W)` to the selected maps, each `(B, C_i, h_i, w_i)`."""
-        if not self._block_take:
-            maps = self.tokens_to_token.forward_maps(x, count=max(self._stem_take) + 1)
-            return [maps[i] for i in self._stem_take]
+        return self._maps(x, self._stem_take, self._block_take, self.use_norm)
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = True,
+    ) -> list[Tensor]:
+        """The maps of levels `indices` (the index space of `out_indices` and
+        `feature_info`; default the selected levels), as timm's `forward_intermediates`
+        with `intermediates_only=True`.
+
+        Only levels up to the deepest selected one are available (the blocks after it
+        are not part of this module); `norm` needs the module built with `norm=True`.
+        """
+        if not intermediates_only:
+            raise ValueError(
+                "T2TFeatures.forward_intermediates gives the intermediates only; the final "
+                "features come from the classifier (T2TViT.forward_intermediates)"
+            )
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        levels = self.feature_info.info
+        take = (
+            list(self.out_indices)
+            if indices is None
+            else resolve_level_indices(indices, levels, name="indices")
+        )
+        stem_take, block_take = self._split(take)
+        if block_take and self._deepest(block_take) >= len(self.blocks):
+            deepest = max(self.out_indices)
+            raise ValueError(
+                f"indices {take} reach level {max(take)} ({levels[max(take)]['module']}) but "
+                f"this feature model stops at level {deepest} ({levels[deepest]['module']}); "
+                "select deeper levels with out_indices when you build it"
+            )
+        if norm and not hasattr(self, "norm"):
+            raise ValueError("norm=True needs the feature model built with norm=True")
+        maps = self._maps(x, stem_take, block_take, norm)
+        if output_fmt == "NLC":
+            maps = [rearrange(m, "b c h w -> b (h w) c") for m in maps]
+        return maps
+
+    def _maps(
+        self, x: Tensor, stem_take: list[int], block_take: list[int], norm: bool
+    ) -> list[Tensor]:
+        if not block_take:
+            maps = self.tokens_to_token.forward_maps(x, count=max(stem_take) + 1)
+            return [maps[i] for i in stem_take]
         tokens, (h, w), stem_maps = self.tokens_to_token.forward_intermediates(x)
-        out = [stem_maps[i] for i in self._stem_take]
+        out = [stem_maps[i] for i in stem_take]
         x = self._add_positions(tokens, (h, w))
-        for i, block in enumerate(self.blocks):
+        deepest = self._deepest(block_take)
+        for i, block in enumerate(self.blocks[: deepest + 1]):
             x = self._run_block(block, x)
-            if i in self._block_take:
-                y = self.norm(x) if self.use_norm else x
-                out.append(rearrange(y[:, 1:], "b (h w) c -> b c h w", h=h, w=w))
+            if i in block_take or (i == deepest and _POOLED in block_take):
+                y = self.norm(x) if norm else x
+                folded = rearrange(y[:, 1:], "b (h w) c -> b c h w", h=h, w=w)
+                if i in block_take:
+                    out.append(folded)
+                if i == deepest and _POOLED in block_take:
+                    out.append(self.downsample(folded))
         return out
 
 
@@ -293,6 +328,7 @@ def create_feature_model(
     out_indices: int | Sequence[int] | None = None,
     *,
     norm: bool = False,
+    levels: str = "all",
     **overrides: Any,
 ) -> T2TFeatures:
     """A `T2TFeatures` backbone from a model or a preset name (randomly initialised,
@@ -308,4 +344,4 @@ def create_feature_model(
         )
     else:
         model = model_or_name
-    return T2TFeatures(model, out_indices=out_indices, norm=norm)
+    return T2TFeatures(model, out_indices=out_indices, norm=norm, levels=levels)

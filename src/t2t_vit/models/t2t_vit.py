@@ -15,7 +15,7 @@ from ..layers.block import Block
 from ..layers.pos_embed import get_sinusoid_encoding, resample_pos_embed
 from ..layers.t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType, _check_layers
 
-__all__ = ["MODEL_ARGS", "T2TViT", "check_model_args"]
+__all__ = ["MODEL_ARGS", "T2TViT", "check_model_args", "describe_levels", "resolve_level_indices"]
 
 # What forward_intermediates collects: one map per block, or (map, class token) pairs.
 _Intermediates: TypeAlias = "list[Tensor] | list[tuple[Tensor, Tensor]]"
@@ -110,6 +110,99 @@ def check_model_args(args: Mapping[str, Any]) -> None:
             bound, fits = _ARG_RANGES[key]
             if not fits(value):
                 raise ValueError(f"{key} {bound}, got {value!r}")
+
+
+def _describe(levels: Sequence[Mapping[str, Any]]) -> str:
+    """`0 tokens_to_token.attention1 (stride 4, 64 channels), ..., 2-15 blocks.0-13 (...)`."""
+    parts = [
+        f"{i} {lv['module']} (stride {lv['reduction']}, {lv['num_chs']} channels)"
+        for i, lv in enumerate(levels)
+        if not str(lv["module"]).startswith("blocks.")
+    ]
+    first = len(parts)
+    if first < len(levels):
+        last = len(levels) - 1
+        lv = levels[last]
+        names = "blocks.0" if first == last else f"blocks.0-{last - first}"
+        at = str(first) if first == last else f"{first}-{last}"
+        parts.append(f"{at} {names} (stride {lv['reduction']}, {lv['num_chs']} channels)")
+    return ", ".join(parts)
+
+
+describe_levels = _describe
+
+
+def resolve_level_indices(
+    indices: int | Sequence[int] | None,
+    levels: Sequence[Mapping[str, Any]],
+    name: str = "out_indices",
+    default: Sequence[int] | None = None,
+) -> list[int]:
+    """Level indices (sorted, non-negative) for `indices` in the one index space of
+    `levels`: a sequence of indices (negative from the end), an int `n` for the last `n`
+    levels, or `None` for `default` (all levels when `default` is `None`).
+
+    Raises `ValueError` naming the bad entry and the levels."""
+    n = len(levels)
+    if indices is None:
+        return list(range(n)) if default is None else sorted(default)
+    if isinstance(indices, bool) or not isinstance(indices, (int, Sequence)):
+        raise ValueError(
+            f"{name} must be level indices such as (0, 1, -1), the number of last "
+            f"levels as an int, or None; got {indices!r}"
+        )
+    if isinstance(indices, int):
+        if not 0 < indices <= n:
+            raise ValueError(
+                f"{name}={indices} asks for the last {indices} levels but there "
+                f"are {n}: pass 1..{n}. Levels: {_describe(levels)}"
+            )
+        return list(range(n - indices, n))
+    if len(indices) == 0:
+        raise ValueError(f"{name} is empty; pick at least one level. Levels: {_describe(levels)}")
+    taken: dict[int, int] = {}
+    for entry in indices:
+        if isinstance(entry, bool) or not isinstance(entry, int):
+            raise ValueError(f"{name} entries must be ints, got {entry!r} in {indices!r}")
+        if not -n <= entry < n:
+            raise ValueError(
+                f"{name} entry {entry} is out of range: valid are 0..{n - 1} or "
+                f"-{n}..-1. Levels: {_describe(levels)}"
+            )
+        index = entry % n
+        if index in taken:
+            raise ValueError(
+                f"{name} {list(indices)!r} names level {index} "
+                f"({levels[index]['module']}) twice ({taken[index]} and {entry}); "
+                "name each level once"
+            )
+        taken[index] = entry
+    return sorted(taken)
+
+
+def model_levels(model: Any) -> list[dict[str, Any]]:
+    """Every level of a model with a T2T stem and blocks, in order (the one index space of
+    `out_indices`, `forward_intermediates` and `prune_intermediate_layers`):
+    `{"num_chs", "reduction", "module", "index"}`."""
+    stem = model.tokens_to_token
+    levels: list[dict[str, Any]] = []
+    stride = 1
+    for i, (_, split_stride, _) in enumerate(stem.layers[:-1]):
+        stride *= split_stride
+        if stem.tokens_type != "patch":
+            levels.append(
+                {
+                    "num_chs": stem.token_dim,
+                    "reduction": stride,
+                    "module": f"tokens_to_token.attention{i + 1}",
+                }
+            )
+    total = stride * stem.layers[-1][1]
+    for i in range(int(model.config["depth"])):
+        levels.append({"num_chs": model.embed_dim, "reduction": total, "module": f"blocks.{i}"})
+    for i, level in enumerate(levels):
+        level["index"] = i
+    return levels
 
 
 class _TokenEmbedding:
@@ -302,7 +395,7 @@ class T2TViT(_TokenEmbedding, nn.Module):
             )
             for i in range(depth)
         )
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm: nn.Module = nn.LayerNorm(embed_dim)
         self.head: nn.Module = (
             nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         )
@@ -440,47 +533,42 @@ class T2TViT(_TokenEmbedding, nn.Module):
         output_fmt: Literal["NCHW", "NLC"] = "NCHW",
         intermediates_only: bool = False,
     ) -> _Intermediates | tuple[Tensor, _Intermediates]:
-        """Features of chosen blocks, as timm's `forward_intermediates`.
+        """Features of chosen levels, as timm's `forward_intermediates`.
 
-        `indices` is the number of last blocks (int) or block indices (negative
-        count from the end); default all. Each intermediate is `(B, C, h, w)` on the
-        real token grid (`output_fmt='NCHW'`) or `(B, h*w, C)` (`'NLC'`); with
-        `return_prefix_tokens` it is a pair `(map, class_token (B, 1, C))`.
-        Returns `(final_features (B, 1 + N, C), intermediates)`, or the intermediates
-        alone with `intermediates_only`: a list of `Tensor`, or of `(Tensor, Tensor)`
-        pairs with `return_prefix_tokens` (the overloads give each combination its
-        type). `norm` applies the final norm to each intermediate.
+        `indices` index the model's levels (`feature_info`: each T2T layer of the stem,
+        then each block; the one index space of `out_indices` and
+        `prune_intermediate_layers`): a list (negative counts from the end), an int `n`
+        for the last `n` levels, or `None` for all. Each intermediate is `(B, C, h, w)`
+        on the level's real grid (`output_fmt='NCHW'`) or `(B, h*w, C)` (`'NLC'`); with
+        `return_prefix_tokens` it is a pair `(map, class_token (B, 1, C))`, the class
+        token of a stem level being empty `(B, 0, C)`. Returns
+        `(final_features (B, 1 + N, C), intermediates)`, or the intermediates alone with
+        `intermediates_only` (the overloads give each combination its type). `norm`
+        applies the final norm to each block's intermediate; `stop_early` skips the
+        blocks after the deepest chosen level.
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
-        depth = len(self.blocks)
-        if indices is None:
-            take = list(range(depth))
-        elif isinstance(indices, int):
-            if not 0 < indices <= depth:
-                raise ValueError(f"indices={indices} must be in 1..{depth} (the last n blocks)")
-            take = list(range(depth - indices, depth))
-        else:
-            take = [i + depth if i < 0 else i for i in indices]
-            bad = [i for i, t in zip(indices, take, strict=True) if not 0 <= t < depth]
-            if bad:
-                raise ValueError(f"block indices {bad} out of range for depth {depth}")
-            # As out_indices does: a repeated block would silently come back once.
-            seen: dict[int, int] = {}
-            for i, t in zip(indices, take, strict=True):
-                if t in seen:
-                    raise ValueError(
-                        f"indices {list(indices)!r} name block {t} twice ({seen[t]} and {i}); "
-                        "name each block once"
-                    )
-                seen[t] = i
-        x, (h, w) = self._embed(x)
-        last = max(take) if stop_early else depth - 1
+        levels = self.feature_info
+        take = resolve_level_indices(indices, levels, name="indices")
+        num_stem = len(levels) - len(self.blocks)
+        stem_take = [i for i in take if i < num_stem]
+        block_take = [i - num_stem for i in take if i >= num_stem]
+        tokens, (h, w), stem_maps = self.tokens_to_token.forward_intermediates(x)
         maps: list[Tensor] = []
         prefixes: list[Tensor] = []
+        for i in stem_take:
+            stem_map = stem_maps[i]
+            if output_fmt == "NLC":
+                stem_map = rearrange(stem_map, "b c h w -> b (h w) c")
+            maps.append(stem_map)
+            prefixes.append(stem_map.new_zeros(stem_map.shape[0], 0, self.embed_dim))
+        x = self._add_positions(tokens, (h, w))
+        depth = len(self.blocks)
+        last = max(block_take, default=-1) if stop_early else depth - 1
         for i, block in enumerate(self.blocks[: last + 1]):
             x = self._run_block(block, x)
-            if i in take:
+            if i in block_take:
                 y = self.norm(x) if norm else x
                 prefix, spatial = y[:, :1], y[:, 1:]
                 if output_fmt == "NCHW":
@@ -494,3 +582,33 @@ class T2TViT(_TokenEmbedding, nn.Module):
             return intermediates
         final: Tensor = self.norm(x)
         return final, intermediates
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """Every level, as timm's ViT lists them: `{"num_chs", "reduction", "module",
+        "index"}` for each T2T layer of the stem, then each block. The one index space of
+        `forward_intermediates`, `prune_intermediate_layers` and `out_indices`."""
+        return model_levels(self)
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | Sequence[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Drop what the chosen levels do not need, as timm's ViT: the blocks after the
+        deepest one, the final norm (`prune_norm`) and the head (`prune_head`).
+
+        Returns the level indices taken (non-negative), for `forward_intermediates`.
+        """
+        levels = self.feature_info
+        take = resolve_level_indices(indices, levels, name="indices")
+        num_stem = len(levels) - len(self.blocks)
+        keep = max(take) - num_stem + 1
+        self.blocks = self.blocks[: max(keep, 0)]
+        self.config["depth"] = len(self.blocks)
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0)
+        return take
