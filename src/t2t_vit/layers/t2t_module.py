@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .precision import warn_if_bf16_emulated
 from .token_performer import TokenPerformer
 from .token_transformer import TokenTransformer
 
@@ -267,6 +268,7 @@ class T2TModule(nn.Module):
         """
         if self.tokens_type == "patch":
             self.check_input(x)
+            warn_if_bf16_emulated(x)
             x = self.project(x)
             h, w = x.shape[-2:]
             return rearrange(x, "b c h w -> b (h w) c"), (int(h), int(w)), []
@@ -281,6 +283,7 @@ class T2TModule(nn.Module):
         """The outputs of the first `count` T2T layers (default all), each folded into
         its map `(B, token_dim, h_i, w_i)`; the layers after them do not run."""
         self.check_input(x)
+        warn_if_bf16_emulated(x)
         layers = self.attentions
         if count is None:
             count = len(layers)
