@@ -117,3 +117,32 @@ def test_quick_benchmark_writes_table_and_plot(
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The quick configuration covers none of the 224px targets.
     assert result["targets"] == []
+
+
+def test_quick_profile_splits_the_forward_into_kinds(tmp_path: Path) -> None:
+    out = tmp_path / "profile.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert [(r["model"], r["precision"]) for r in results] == [
+        (m, p) for m in ("t2t-vit-t-14", "t2t-vit-14") for p in ("fp32", "bf16-autocast", "bf16")
+    ]
+    for r in results:
+        prof = r["profile"]
+        assert prof["total_ms"] > 0
+        assert sum(prof["kinds_ms"].values()) == pytest.approx(prof["total_ms"])
+        assert prof["kinds_ms"]["gemm"] > 0
+        share = prof["copy_and_conversion_share"]
+        assert share == pytest.approx(prof["share"]["copies"] + prof["share"]["conversions"])
+        # A bf16 model converts only inside the Performer kernel; fp32 converts nothing.
+        if r["precision"] == "fp32":
+            assert prof["kinds_ms"]["conversions"] == 0
+    assert "| t2t-vit-14 | 2 | bf16 |" in done.stdout
