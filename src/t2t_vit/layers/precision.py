@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["cpu_flags", "cpu_has_native_bf16", "warn_if_bf16_emulated"]
+__all__ = ["cpu_flags", "cpu_has_amx", "cpu_has_native_bf16", "warn_if_bf16_emulated"]
 
 #: The `/proc/cpuinfo` flags that give a CPU bf16 dot products (x86: AVX512_BF16 and
 #: AMX tiles; Arm: the BF16 extension).
@@ -45,6 +45,16 @@ def cpu_has_native_bf16() -> bool | None:
     if not answers or torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         return None
     return any(bool(a) for a in answers)
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX tiles with bf16 (Intel Sapphire Rapids and later)."""
+    flags = cpu_flags()
+    if flags is not None:
+        return "amx_bf16" in flags
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
 
 
 _warned: list[bool] = []

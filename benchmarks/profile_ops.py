@@ -6,9 +6,9 @@ a few kinds: copies (`aten::copy_` and friends that are not dtype conversions), 
 conversions (copies under `aten::_to_copy`), GEMMs, SDPA, LayerNorm and the rest. The
 share of copies and conversions is the figure issue 18 asks about.
 
-    python benchmarks/profile.py                 # t2t-vit-t-14 b8: fp32, autocast, bf16
-    python benchmarks/profile.py --models t2t-vit-14 --batch 8 --precisions fp32
-    python benchmarks/profile.py --quick         # tiny, for CI
+    python benchmarks/profile_ops.py                 # t2t-vit-t-14 b8: fp32, autocast, bf16
+    python benchmarks/profile_ops.py --models t2t-vit-14 --batch 8 --precisions fp32
+    python benchmarks/profile_ops.py --quick         # tiny, for CI
 """
 
 from __future__ import annotations
