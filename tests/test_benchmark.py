@@ -158,3 +158,30 @@ def test_quick_profile_splits_the_forward_into_kinds(tmp_path: Path) -> None:
         if r["precision"] == "fp32":
             assert prof["kinds_ms"]["conversions"] == 0
     assert "| t2t-vit-14 | 2 | bf16 |" in done.stdout
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_its_steps_in_dry_mode(tmp_path: Path) -> None:
+    # No GPU in CI: --dry runs the same benchmark steps on the CPU at toy sizes.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "== compile: skipped in --dry" in done.stderr
+    eager = json.loads((tmp_path / "eager" / "results.json").read_text())
+    seen = {(r["batch"], r["path"], r["dtype"]) for r in eager["throughput"]}
+    assert seen == {
+        (b, p, d)
+        for b in (1, 2)
+        for p in ("default", "fused", "explicit")
+        for d in ("fp32", "bf16", "fp16")
+    }
+    memory = json.loads((tmp_path / "memory" / "results.json").read_text())["memory"]
+    assert {(m["batch"], m["path"]) for m in memory} == {(2, "fused"), (2, "explicit")}
+    assert all(_positive(m["peak_mib"]) for m in memory)
