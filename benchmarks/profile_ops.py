@@ -2,7 +2,8 @@
 """Where a T2T-ViT forward spends its time: self CPU time per kind of op.
 
 Profiles inference forwards with `torch.profiler` and sums every op's *self* time into
-a few kinds: copies (`aten::copy_` and friends that are not dtype conversions), dtype
+a few kinds: copies (`aten::copy_` and friends that are not dtype conversions, and
+`im2col`/padding, which write moved copies), dtype
 conversions (copies under `aten::_to_copy`), GEMMs, SDPA, LayerNorm and the rest. The
 share of copies and conversions is the figure issue 18 asks about.
 
@@ -32,7 +33,15 @@ import t2t_vit
 PRECISIONS = ("fp32", "bf16-autocast", "bf16")
 
 KINDS = ("copies", "conversions", "gemm", "sdpa", "layer_norm", "other")
-_COPY_OPS = {"aten::copy_", "aten::clone", "aten::contiguous", "aten::_unsafe_view"}
+# Data movement: copies, and the unfold and padding kernels that write a moved copy.
+_COPY_OPS = {
+    "aten::copy_",
+    "aten::clone",
+    "aten::contiguous",
+    "aten::_unsafe_view",
+    "aten::im2col",
+    "aten::constant_pad_nd",
+}
 _GEMM_OPS = {
     "aten::mm",
     "aten::addmm",
