@@ -191,7 +191,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             rows += measure(args, name, Path(tmp))
-    print(markdown(rows, machine))
+            log(f"{name} measured")  # each model's rows as soon as they exist
+            print(markdown([r for r in rows if r["model"] == name], machine), flush=True)
+    if len(args.models) > 1:
+        print(markdown(rows, machine))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
