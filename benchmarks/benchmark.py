@@ -39,8 +39,15 @@ from torch import Tensor, nn
 
 import t2t_vit
 from t2t_vit import T2TModule, TokenPerformer, use_fused_attention
+from t2t_vit.layers.precision import cpu_flags, cpu_has_native_bf16
 
-DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The precisions measured unless `--dtypes` says otherwise (fp16: `--dtypes fp32 fp16`).
+DEFAULT_DTYPES = ["fp32", "bf16"]
+#: The flags that decide the CPU kind (issue 18): AVX2 only, AVX-512, AVX512_BF16, AMX.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+#: `use_fused_attention` argument per path: `default` is the per-layer choice.
+PATHS = {"default": None, "fused": True, "explicit": False}
 MODES = ("inference", "train")
 #: The baseline every ratio is taken against: explicit attention, fp32, eager.
 BASELINE = ("explicit", "fp32")
@@ -133,10 +140,37 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "mkldnn": torch.backends.mkldnn.is_available(),  # type: ignore[no-untyped-call]
         "device": str(device),
     }
+    flags = cpu_flags() or frozenset()
+    info["cpu_flags"] = {f: f in flags for f in CPU_FLAGS}
+    info["native_bf16"] = cpu_has_native_bf16()
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def matmul_peak(
+    device: torch.device, dtype: str, size: int, repeats: int = 5, budget_s: float = 3.0
+) -> float:
+    """GFLOP/s of the best of `repeats` square `size` matmuls in `dtype` (no autocast),
+    fewer when they exceed `budget_s` (emulated bf16 on an AVX2 CPU takes seconds each)."""
+    torch_dtype = DTYPES[dtype] or torch.float32
+    a = torch.randn(size, size, device=device).to(torch_dtype)
+    b = torch.randn(size, size, device=device).to(torch_dtype)
+    torch.mm(a, b)  # warm-up: oneDNN/MKL pick their kernels
+    best = math.inf
+    spent = 0.0
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        took = time.perf_counter() - start
+        best = min(best, took)
+        spent += took
+        if spent > budget_s:
+            break
+    return 2 * size**3 / best / 1e9
 
 
 # -- measuring -----------------------------------------------------------------------
@@ -155,11 +189,11 @@ def autocast(device: torch.device, dtype: str) -> Any:
 
 @contextmanager
 def attention_path(model: nn.Module, path: str) -> Iterator[None]:
-    use_fused_attention(model, path != "explicit")
+    use_fused_attention(model, PATHS.get(path, True))
     try:
         yield
     finally:
-        use_fused_attention(model, True)
+        use_fused_attention(model, None)
 
 
 def make_step(
@@ -221,7 +255,12 @@ def sdpa_backends(model: nn.Module, x: Tensor, dtype: str) -> list[str]:
     activities = [ProfilerActivity.CPU]
     if x.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof, torch.inference_mode(), autocast(x.device, dtype):
+    with (
+        attention_path(model, "fused"),
+        profile(activities=activities) as prof,
+        torch.inference_mode(),
+        autocast(x.device, dtype),
+    ):
         model(x)
         sync(x.device)
     names = {e.name for e in prof.events()}
@@ -259,7 +298,7 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     model = build(spec["model"], spec["img_size"], device, spec["mode"], spec["depth"])
     if spec["path"] == "official-performer":
         model = with_official_performer(model)
-    use_fused_attention(model, spec["path"] != "explicit")
+    use_fused_attention(model, PATHS.get(spec["path"], True))
     x = torch.randn(spec["batch"], 3, spec["img_size"], spec["img_size"], device=device)
     step = make_step(model, model, spec["mode"], spec["dtype"], x)
     gc.collect()
@@ -313,7 +352,8 @@ def build(
 
 
 def variants_for(model: nn.Module, dtypes: list[str]) -> list[tuple[str, str]]:
-    paths = ["fused", "explicit"] + (["official-performer"] if has_performer(model) else [])
+    paths = ["default", "fused", "explicit"]
+    paths += ["official-performer"] if has_performer(model) else []
     return [(p, d) for d in dtypes for p in paths]
 
 
@@ -343,14 +383,19 @@ def run_group(
             setups[key] = lambda: None
         else:
             steps[key] = make_step(model, runner, mode, dtype, x)
-            setups[key] = lambda p=path: use_fused_attention(model, p != "explicit")  # type: ignore[misc]
+            setups[key] = lambda p=path: use_fused_attention(model, PATHS[p])  # type: ignore[misc]
     times = time_interleaved(steps, setups, args.repeats, args.warmup, device)
-    use_fused_attention(model, True)
+    use_fused_attention(model, None)
     rows = []
     base = statistics.median(times["/".join(BASELINE)])
+    # A training step is about three forwards: the forward, and twice its FLOPs backward.
+    flops = 2 * t2t_vit.count_macs(build(name, img_size, device, "inference", args.depth), img_size)
+    flops *= 1 if mode == "inference" else 3
     for key, ts in times.items():
         path, dtype = key.split("/")
         med = statistics.median(ts)
+        gflops = batch * flops / med / 1e9
+        peak = args.peaks.get(dtype)
         rows.append(
             {
                 "model": name,
@@ -364,13 +409,15 @@ def run_group(
                 "median_s": med,
                 "images_per_s": batch / med,
                 "speedup_vs_explicit_fp32": base / med,
+                "gflop_per_s": gflops,
+                "fraction_of_peak": gflops / peak if peak else None,
             }
         )
     group: dict[str, Any] = {"rows": rows}
     if twin is not None and mode == "inference" and not compiled:
         group["stem"] = stem_ratio(model, twin, x, args, device)
     if mode == "inference" and not compiled:
-        group["accuracy"] = accuracy(model, x)
+        group["accuracy"] = accuracy(model, x, with_bf16="bf16" in args.dtypes)
         group["sdpa_backends"] = {d: sdpa_backends(model, x, d) for d in args.dtypes}
     return group
 
@@ -400,18 +447,21 @@ def stem_ratio(
     return out
 
 
-def accuracy(model: nn.Module, x: Tensor) -> dict[str, float]:
+def accuracy(model: nn.Module, x: Tensor, with_bf16: bool = True) -> dict[str, float | None]:
     """Logit differences: fused vs explicit (fp32) and bf16 autocast vs fp32 (fused)."""
     with torch.inference_mode():
         use_fused_attention(model, False)
         explicit = model(x).float()
         use_fused_attention(model, True)
         fused = model(x).float()
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
-            bf16 = model(x).float()
+        bf16 = None
+        if with_bf16:
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+                bf16 = model(x).float()
+        use_fused_attention(model, None)
     return {
         "fused_vs_explicit_fp32_max_abs": (fused - explicit).abs().max().item(),
-        "bf16_vs_fp32_max_abs": (bf16 - fused).abs().max().item(),
+        "bf16_vs_fp32_max_abs": None if bf16 is None else (bf16 - fused).abs().max().item(),
         "fp32_logits_max_abs": fused.abs().max().item(),
     }
 
@@ -495,7 +545,7 @@ def check_targets(result: dict[str, Any], args: argparse.Namespace) -> list[dict
             ),
             None,
         )
-        if acc:
+        if acc and acc["bf16_vs_fp32_max_abs"] is not None:
             diff = acc["bf16_vs_fp32_max_abs"]
             targets.append(
                 {
@@ -536,24 +586,51 @@ def check_targets(result: dict[str, Any], args: argparse.Namespace) -> list[dict
                         "met": ratio >= 1.3,
                     }
                 )
+    for g in groups:
+        name, img, batch, mode, compiled = g["key"]
+        for dtype in args.dtypes:
+            med = {
+                p: r["median_s"]
+                for p in PATHS
+                if (r := find(rows, model=name, img_size=img, batch=batch, mode=mode,
+                              compile=compiled, path=p, dtype=dtype))
+            }  # fmt: skip
+            if len(med) == len(PATHS):
+                best = min(med["fused"], med["explicit"])
+                targets.append(
+                    {
+                        "target": f"{name} {img}px b{batch} {mode}"
+                        + (" compiled" if compiled else "")
+                        + f" {dtype}: default path >= 0.95x the faster forced path",
+                        "value": best / med["default"],
+                        "goal": 0.95,
+                        "met": best / med["default"] >= 0.95,
+                    }
+                )
     return targets
 
 
 def markdown(result: dict[str, Any]) -> str:
     mach = result["machine"]
+    flags = ", ".join(f"{f} {'yes' if on else 'no'}" for f, on in mach["cpu_flags"].items())
+    peaks = ", ".join(f"{d} {v:.3g}" for d, v in result["peaks_gflop_per_s"].items())
     lines = [
         f"Machine: {mach['cpu']}, {mach['cpu_count']} cores, {mach['threads']} torch threads, "
         f"torch {mach['torch']} ({mach['cpu_capability']})"
         + (f", GPU {mach['gpu']}" if "gpu" in mach else ""),
+        f"CPU flags: {flags}; native bf16: {mach['native_bf16']}",
+        f"Matmul peaks, same run (GFLOP/s): {peaks}",
         "",
-        "| model | img | batch | mode | compile | path | dtype | images/s | x explicit fp32 |",
+        "| model | img | batch | mode | path | dtype | images/s | x explicit fp32 | % peak |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["throughput"]:
+        frac = r["fraction_of_peak"]
         lines.append(
-            f"| {r['model']} | {r['img_size']} | {r['batch']} | {r['mode']} | "
-            f"{'yes' if r['compile'] else 'no'} | {r['path']} | {r['dtype']} | "
-            f"{r['images_per_s']:.2f} | {r['speedup_vs_explicit_fp32']:.2f} |"
+            f"| {r['model']} | {r['img_size']} | {r['batch']} | "
+            f"{r['mode']}{' compiled' if r['compile'] else ''} | {r['path']} | {r['dtype']} | "
+            f"{r['images_per_s']:.2f} | {r['speedup_vs_explicit_fp32']:.2f} | "
+            f"{'-' if frac is None else f'{100 * frac:.0f}'} |"
         )
     if result["memory"]:
         lines += [
@@ -595,9 +672,11 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{d}: {', '.join(k) or '-'}" for d, k in g["sdpa_backends"].items()
             )
             name, img, batch = g["key"][:3]
+            bf16 = a["bf16_vs_fp32_max_abs"]
             lines.append(
                 f"| {name} {img}px b{batch} | {a['fused_vs_explicit_fp32_max_abs']:.2e} | "
-                f"{a['bf16_vs_fp32_max_abs']:.2e} | {a['fp32_logits_max_abs']:.3f} | {kernels} |"
+                f"{'-' if bf16 is None else f'{bf16:.2e}'} | {a['fp32_logits_max_abs']:.3f} | "
+                f"{kernels} |"
             )
     if result["targets"]:
         lines += ["", "| target | measured | goal | met |", "| --- | --- | --- | --- |"]
@@ -669,7 +748,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra batch sizes measured for inference peak memory only (32)",
     )
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    p.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
+    p.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=DEFAULT_DTYPES)
     p.add_argument("--memory-modes", nargs="+", choices=MODES, default=None, help="(as --modes)")
     p.add_argument(
         "--memory-dtypes", nargs="+", choices=list(DTYPES), default=None, help="(as --dtypes)"
@@ -733,10 +812,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(memory_child(json.loads(args.memory_child))))
         return {}
     device = torch.device(args.device)
+    size = 256 if args.quick else 1024
+    log(f"matmul peaks ({size}x{size})")
+    args.peaks = {d: matmul_peak(device, d, size) for d in DEFAULT_DTYPES}
+    args.peaks.update({d: matmul_peak(device, d, size) for d in args.dtypes if d not in args.peaks})
     result: dict[str, Any] = {
         "machine": machine_info(device),
+        "peaks_gflop_per_s": args.peaks,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "config": {k: v for k, v in vars(args).items() if k not in ("out", "memory_child")},
+        "config": {
+            k: v for k, v in vars(args).items() if k not in ("out", "memory_child", "peaks")
+        },
         "baseline": "/".join(BASELINE),
         "throughput": [],
         "groups": [],
@@ -752,6 +838,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         group = run_group(name, img, batch, mode, compiled, args, device)
         result["throughput"] += group.pop("rows")
         result["groups"].append({"key": [name, img, batch, mode, compiled], **group})
+    # Peaks again after the groups: on a shared machine the better of the two is the
+    # closer to what the CPU can do (each row's fraction uses it).
+    for d, before in list(args.peaks.items()):
+        args.peaks[d] = max(before, matmul_peak(device, d, size))
+    for row in result["throughput"]:
+        gflops, peak = row["gflop_per_s"], args.peaks.get(row["dtype"])
+        row["fraction_of_peak"] = gflops / peak if peak else None
     if not args.no_memory:
         result["memory"] = memory_rows(args, device)
     result["targets"] = check_targets(result, args)

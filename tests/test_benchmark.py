@@ -48,6 +48,10 @@ def test_quick_benchmark_reports_the_machine(
     assert isinstance(machine["cpu"], str)
     assert machine["cpu"]
     assert result["baseline"] == "explicit/fp32"
+    assert set(machine["cpu_flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    assert machine["native_bf16"] in (True, False, None)
+    assert set(result["peaks_gflop_per_s"]) == {"fp32", "bf16"}
+    assert all(_positive(v) for v in result["peaks_gflop_per_s"].values())
 
 
 def test_quick_benchmark_covers_every_variant_with_positive_ratios(
@@ -59,7 +63,7 @@ def test_quick_benchmark_covers_every_variant_with_positive_ratios(
     for model in ("t2t-vit-t-14", "t2t-vit-14"):
         for mode in ("inference", "train"):
             for dtype in ("fp32", "bf16"):
-                for path in ("fused", "explicit"):
+                for path in ("default", "fused", "explicit"):
                     assert (model, mode, path, dtype) in seen
                 assert (("t2t-vit-14", mode, "official-performer", dtype) in seen) is True
     assert ("t2t-vit-t-14", "inference", "official-performer", "fp32") not in seen
@@ -69,6 +73,9 @@ def test_quick_benchmark_covers_every_variant_with_positive_ratios(
         assert len(r["seconds"]) == 1
         assert _positive(r["images_per_s"])
         assert _positive(r["speedup_vs_explicit_fp32"])
+        assert _positive(r["gflop_per_s"])
+        peak = result["peaks_gflop_per_s"][r["dtype"]]
+        assert r["fraction_of_peak"] == pytest.approx(r["gflop_per_s"] / peak)
         assert r["images_per_s"] == pytest.approx(2 / r["median_s"])
         if (r["path"], r["dtype"]) == ("explicit", "fp32"):
             assert r["speedup_vs_explicit_fp32"] == 1.0
@@ -112,8 +119,69 @@ def test_quick_benchmark_writes_table_and_plot(
     result, out, stdout = quick_result
     table = (out / "results.md").read_text()
     assert table in stdout
-    assert "| t2t-vit-14 | 32 | 2 | inference | no | official-performer | fp32 |" in table
+    assert "| t2t-vit-14 | 32 | 2 | inference | official-performer | fp32 |" in table
+    assert "Matmul peaks, same run (GFLOP/s): fp32 " in table
     assert result["plot"] == "results.png"
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # The quick configuration covers none of the 224px targets.
-    assert result["targets"] == []
+    # The quick configuration covers none of the 224px targets; it does compare the
+    # default path with the faster forced path in every group and dtype.
+    targets = result["targets"]
+    assert len(targets) == 2 * 2 * 2
+    assert all("default path >= 0.95x the faster forced path" in t["target"] for t in targets)
+    assert all(_positive(t["value"]) for t in targets)
+
+
+def test_quick_profile_splits_the_forward_into_kinds(tmp_path: Path) -> None:
+    out = tmp_path / "profile.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_ops.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert [(r["model"], r["precision"]) for r in results] == [
+        (m, p) for m in ("t2t-vit-t-14", "t2t-vit-14") for p in ("fp32", "bf16-autocast", "bf16")
+    ]
+    for r in results:
+        prof = r["profile"]
+        assert prof["total_ms"] > 0
+        assert sum(prof["kinds_ms"].values()) == pytest.approx(prof["total_ms"])
+        assert prof["kinds_ms"]["gemm"] > 0
+        share = prof["copy_and_conversion_share"]
+        assert share == pytest.approx(prof["share"]["copies"] + prof["share"]["conversions"])
+        # A bf16 model converts only inside the Performer kernel; fp32 converts nothing.
+        if r["precision"] == "fp32":
+            assert prof["kinds_ms"]["conversions"] == 0
+    assert "| t2t-vit-14 | 2 | bf16 |" in done.stdout
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_its_steps_in_dry_mode(tmp_path: Path) -> None:
+    # No GPU in CI: --dry runs the same benchmark steps on the CPU at toy sizes.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "== compile: skipped in --dry" in done.stderr
+    eager = json.loads((tmp_path / "eager" / "results.json").read_text())
+    seen = {(r["batch"], r["path"], r["dtype"]) for r in eager["throughput"]}
+    assert seen == {
+        (b, p, d)
+        for b in (1, 2)
+        for p in ("default", "fused", "explicit")
+        for d in ("fp32", "bf16", "fp16")
+    }
+    memory = json.loads((tmp_path / "memory" / "results.json").read_text())["memory"]
+    assert {(m["batch"], m["path"]) for m in memory} == {(2, "fused"), (2, "explicit")}
+    assert all(_positive(m["peak_mib"]) for m in memory)

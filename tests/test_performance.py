@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import t2t_vit
-from t2t_vit.layers.t2t_module import _soft_split_image
+from t2t_vit.layers.t2t_module import _soft_split_image, _soft_split_map
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,20 @@ def test_qkv_heads_are_views_of_the_projection() -> None:
     assert k.untyped_storage().data_ptr() == base
     assert v.untyped_storage().data_ptr() == base
     assert q.shape == (2, 4, 5, 8)
+
+
+@pytest.mark.parametrize(
+    ("grid", "layer"), [((56, 56), (3, 2, 1)), ((9, 11), (3, 2, 1)), ((12, 10), (5, 3, 2))]
+)
+def test_map_soft_split_gathers_the_unfold_patches_token_major(
+    grid: tuple[int, int], layer: tuple[int, int, int]
+) -> None:
+    # The maps between T2T layers are views of token-major (B, h*w, C) tokens.
+    tokens = torch.randn(2, grid[0] * grid[1], 8)
+    x = tokens.transpose(1, 2).reshape(2, 8, *grid)
+    kernel, stride, padding = layer
+    expected = nn.Unfold(kernel, padding=padding, stride=stride)(x).transpose(1, 2)
+    out = _soft_split_map(x, layer)
+    assert out.is_contiguous()
+    assert torch.equal(out, expected)
+    assert torch.equal(_soft_split_map(x.contiguous(), layer), expected)

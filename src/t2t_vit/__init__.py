@@ -25,7 +25,13 @@ from .inference.visualize import (
     record_attention_maps,
     rollout,
 )
-from .layers.attention import Attention, attend, record_attention, use_fused_attention
+from .layers.attention import (
+    Attention,
+    attend,
+    prefers_fused_attention,
+    record_attention,
+    use_fused_attention,
+)
 from .layers.block import Block, DropPath, Mlp
 from .layers.pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .layers.t2t_module import DEFAULT_T2T_LAYERS, T2TModule
@@ -171,6 +177,7 @@ __all__ = [
     "overlay_map",
     "param_groups_layer_decay",
     "predict",
+    "prefers_fused_attention",
     "preprocess",
     "publish",
     "push_to_hub",

@@ -5,11 +5,44 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-__all__ = ["Attention", "attend", "record_attention", "use_fused_attention"]
+from . import precision
+
+__all__ = [
+    "FUSED_MIN_TOKENS",
+    "Attention",
+    "attend",
+    "prefers_fused_attention",
+    "record_attention",
+    "use_fused_attention",
+]
+
+#: From this many tokens on, attention always runs fused: the explicit path would
+#: store a `N x N` matrix per head (the first T2T layer: 3,136 tokens, 37.5 MiB per image
+#: in fp32), and the fused path stays within a few tiles of it.
+FUSED_MIN_TOKENS = 2048
+
+
+def prefers_fused_attention(n_tokens: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """The attention path measured faster for `n_tokens` tokens of `dtype` on `device`.
+
+    Fused everywhere except one case: half precision (bf16, fp16) on a CPU with native
+    bf16 dot products but no AMX tiles (AVX512_BF16, e.g. AMD Zen 4/5), below
+    `FUSED_MIN_TOKENS`. There the explicit path's `bmm`s use the bf16 instructions while
+    PyTorch's CPU flash kernel computes in fp32 (t2t-vit-t-14 b8: explicit 1.2x fused).
+    With AMX the flash kernel uses the tiles (fused 1.5-1.8x explicit); without native
+    bf16 the emulated `bmm`s are far slower (fused 8-21x explicit on an AVX2 EPYC);
+    fp32 and CUDA measured fused-faster everywhere. `docs/performance.md` has the figures.
+    """
+    if device.type != "cpu" or dtype not in (torch.bfloat16, torch.float16):
+        return True
+    if n_tokens >= FUSED_MIN_TOKENS:
+        return True
+    return not (precision.cpu_has_native_bf16() and not precision.cpu_has_amx())
 
 
 def attend(
@@ -44,8 +77,9 @@ class Attention(nn.Module):
     With `out_dim == dim` this is the encoder block's attention. With another
     `out_dim` it is the T2T layer's attention, whose heads project to `out_dim`
     and whose queries are scaled by `(dim // num_heads) ** -0.5`, as in the
-    official code. `fused_attn` switches between the fused and explicit paths;
-    both use the same weights.
+    official code. `fused_attn` chooses the path: `True` fused, `False` explicit,
+    `None` (the default) the one `prefers_fused_attention` measured faster for the
+    layer's token count, dtype and device. All use the same weights.
     """
 
     def __init__(
@@ -82,7 +116,7 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(out_dim, out_dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.fused_attn = True
+        self.fused_attn: bool | None = None
         self.attn_store: list[Tensor] | None = None
 
     def qkv_heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -92,13 +126,16 @@ class Attention(nn.Module):
 
     def attend_heads(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Attention over heads, merged back to `(B, N, out_dim)` and projected."""
+        fused = self.fused_attn
+        if fused is None:
+            fused = prefers_fused_attention(q.shape[-2], q.dtype, q.device)
         x = attend(
             q,
             k,
             v,
             scale=self.scale,
             dropout_p=self.attn_drop if self.training else 0.0,
-            fused=self.fused_attn,
+            fused=fused,
             store=self.attn_store,
         )
         out: Tensor = self.proj_drop(self.proj(rearrange(x, "b h n d -> b n (h d)")))
@@ -115,7 +152,7 @@ def record_attention(model: nn.Module) -> Iterator[dict[str, list[Tensor]]]:
 
     Inside the block, each attention module runs its explicit path and appends
     its `(B, heads, N, N)` probabilities to the list under its module name in the
-    yielded dict. The fused path is restored on exit.
+    yielded dict. The previous path is restored on exit.
     """
     records: dict[str, list[Tensor]] = {}
     modules = [(n, m) for n, m in model.named_modules() if isinstance(m, Attention)]
@@ -129,8 +166,9 @@ def record_attention(model: nn.Module) -> Iterator[dict[str, list[Tensor]]]:
             module.attn_store = None
 
 
-def use_fused_attention(model: nn.Module, enabled: bool = True) -> None:
-    """Switch every `Attention` in `model` to the fused (`True`) or explicit path."""
+def use_fused_attention(model: nn.Module, enabled: bool | None = True) -> None:
+    """Switch every `Attention` in `model` to the fused (`True`) or explicit (`False`) path,
+    or back to the default per-layer choice (`None`, see `prefers_fused_attention`)."""
     for module in model.modules():
         if isinstance(module, Attention):
             module.fused_attn = enabled

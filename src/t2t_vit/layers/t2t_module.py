@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .precision import warn_if_bf16_emulated
 from .token_performer import TokenPerformer
 from .token_transformer import TokenTransformer
 
@@ -68,6 +69,22 @@ def _soft_split_image(x: Tensor, layer: tuple[int, int, int]) -> Tensor:
     x = F.pad(x, (padding, padding, padding, padding))
     patches = x.unfold(2, kernel, stride).unfold(3, kernel, stride)  # (B, C, h, w, k, k)
     return patches.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
+
+
+def _soft_split_map(x: Tensor, layer: tuple[int, int, int]) -> Tensor:
+    """`nn.Unfold` of a T2T layer's map as tokens, `(B, C, h, w)` -> `(B, h'*w', C*k*k)`.
+
+    The maps between the splits are token-major in memory (views of the `(B, h*w, C)`
+    tokens), so the padding and the patches are taken in that layout: one padded copy
+    and one gather whose rows run along `C`, in `nn.Unfold`'s `(c, ki, kj)` order. The
+    gather leaves the tokens contiguous, so neither the LayerNorm of the next T2T layer
+    nor the projection copies them again (`nn.Unfold` would make the map contiguous,
+    unfold it and leave a transposed result: three copies).
+    """
+    kernel, stride, padding = layer
+    x = F.pad(x.permute(0, 2, 3, 1), (0, 0, padding, padding, padding, padding))
+    patches = x.unfold(1, kernel, stride).unfold(2, kernel, stride)  # (B, h, w, C, k, k)
+    return patches.flatten(3).flatten(1, 2)
 
 
 # Input dtypes that autocast casts for the weights; float64 it leaves alone.
@@ -273,6 +290,7 @@ class T2TModule(nn.Module):
         """
         if self.tokens_type == "patch":
             self.check_input(x)
+            warn_if_bf16_emulated(x)
             x = self.project(x)
             h, w = x.shape[-2:]
             return rearrange(x, "b c h w -> b (h w) c"), (int(h), int(w)), []
@@ -280,13 +298,17 @@ class T2TModule(nn.Module):
         if maps:
             x = maps[-1]
         h, w = _split_grid(int(x.shape[2]), int(x.shape[3]), self.layers[-1])
-        tokens = rearrange(self.soft_splits[-1](x), "b c n -> b n c")
+        if maps:
+            tokens = _soft_split_map(x, self.layers[-1])
+        else:  # a one-split stem: the image itself
+            tokens = _soft_split_image(x, self.layers[-1])
         return self.project(tokens), (h, w), maps
 
     def forward_maps(self, x: Tensor, count: int | None = None) -> list[Tensor]:
         """The outputs of the first `count` T2T layers (default all), each folded into
         its map `(B, token_dim, h_i, w_i)`; the layers after them do not run."""
         self.check_input(x)
+        warn_if_bf16_emulated(x)
         layers = self.attentions
         if count is None:
             count = len(layers)
@@ -297,11 +319,9 @@ class T2TModule(nn.Module):
             )
         maps: list[Tensor] = []
         h, w = int(x.shape[2]), int(x.shape[3])
-        for i, (spec, split, layer) in enumerate(
-            zip(self.layers[:count], self.soft_splits, layers[:count], strict=False)
-        ):
+        for i, (spec, layer) in enumerate(zip(self.layers[:count], layers[:count], strict=False)):
             h, w = _split_grid(h, w, spec)
-            tokens = _soft_split_image(x, spec) if i == 0 else rearrange(split(x), "b c n -> b n c")
+            tokens = _soft_split_image(x, spec) if i == 0 else _soft_split_map(x, spec)
             if self.grad_checkpointing and self.training:
                 tokens = checkpoint(layer, tokens, use_reentrant=False)
             else:

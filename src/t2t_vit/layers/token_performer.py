@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +19,9 @@ class TokenPerformer(nn.Module):
     (Choromanski et al., 2021), so the cost grows linearly with the token count
     and no `N x N` matrix is formed. The random features `w` are a persistent
     buffer: checkpoints carry them, optimisers never see them. The kernel runs in
-    fp32, also under autocast, where `exp` would overflow in half precision.
+    fp32, also under autocast and in a half-precision model, where `exp` would overflow
+    in half precision; `w` stays fp32 through `model.to(torch.bfloat16)`, so the kernel
+    reads it without a per-forward cast.
     """
 
     w: Tensor
@@ -61,6 +65,15 @@ class TokenPerformer(nn.Module):
         self.m = int(self.emb * kernel_ratio)
         w = nn.init.orthogonal_(torch.empty(self.m, self.emb)) * math.sqrt(self.m)
         self.register_buffer("w", w, persistent=True)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Any:
+        w = self.w
+        out = super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        moved = self.w
+        if moved.dtype in (torch.bfloat16, torch.float16) and w.dtype == torch.float32:
+            # Keep the fp32 values themselves, not the half-precision rounding of them.
+            self.w = w.to(device=moved.device)
+        return out
 
     def prm_exp(self, x: Tensor) -> Tensor:
         """Positive random features `exp(w^T x - |x|^2 / 2) / sqrt(m)`, `(B, T, e) -> (B, T, m)`."""
