@@ -146,3 +146,23 @@ def test_layer_decay_refuses_fsdp1_in_one_line() -> None:
         "parameters; build the groups with FSDP2 (torch.distributed.fsdp.fully_shard), "
         "which keeps the model and its parameter names"
     )
+
+
+def test_an_untrained_model_of_a_weights_name_keeps_its_preprocessing_not_its_metrics() -> None:
+    cifar = t2t_vit.get_weights("t2t-vit-14.cifar10").pretrained_cfg()
+    cfg = t2t_vit.create_model("t2t-vit-14.cifar10").pretrained_cfg
+    assert cfg is not None
+    assert (cfg["crop_pct"], cfg["interpolation"], cfg["mean"], cfg["std"]) == (
+        cifar["crop_pct"],
+        cifar["interpolation"],
+        cifar["mean"],
+        cifar["std"],
+    )
+    assert cfg["labels"] == "cifar-10"
+    assert "metrics" not in cfg
+    assert "source" not in cfg
+    # Another class count keeps the preprocessing but not the ten CIFAR names.
+    five = t2t_vit.create_model("t2t-vit-14.cifar10", num_classes=5).pretrained_cfg
+    assert five is not None
+    assert five["labels"] == ["0", "1", "2", "3", "4"]
+    assert five["mean"] == cifar["mean"]

@@ -10,7 +10,7 @@ from .models.features import T2TFeatures, create_feature_model
 from .models.presets import PRESETS, canonical_name
 from .models.t2t_vit import T2TViT, check_model_args
 from .weights.pretrained import from_pretrained
-from .weights.pretrained_cfg import default_pretrained_cfg
+from .weights.pretrained_cfg import default_pretrained_cfg, label_count
 from .weights.registry import get_weights
 
 __all__ = ["create_model"]
@@ -82,9 +82,16 @@ def create_model(
         check_model_args(kwargs)
         model = T2TViT(**{**base, **kwargs})
         # A dict to fill in (`model.pretrained_cfg["labels"] = [...]`), saved with the model.
-        model.pretrained_cfg = default_pretrained_cfg(
-            model.img_size, model.in_chans, model.num_classes
-        )
+        cfg = default_pretrained_cfg(model.img_size, model.in_chans, model.num_classes)
+        if "." in name and model.in_chans == 3:
+            # A weight's name keeps that weight's preprocessing (as timm keeps a tag's
+            # pretrained_cfg), and its labels while the class count fits them.
+            # Not its source or metrics: this model is untrained.
+            weights_cfg = get_weights(name).pretrained_cfg()
+            cfg.update({k: weights_cfg[k] for k in ("crop_pct", "interpolation", "mean", "std")})
+            if label_count(weights_cfg["labels"]) == model.num_classes:
+                cfg["labels"] = weights_cfg["labels"]
+        model.pretrained_cfg = cfg
     if not features_only:
         return model
     return create_feature_model(model, out_indices, levels=levels or "all")
