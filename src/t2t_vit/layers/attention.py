@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 __all__ = ["Attention", "attend", "record_attention", "use_fused_attention"]
+
+# FX symbolic tracing records it as a call: einops cannot take a Proxy.
+torch.fx.wrap("rearrange")
 
 
 def attend(

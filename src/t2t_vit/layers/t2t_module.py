@@ -14,6 +14,10 @@ from torch.utils.checkpoint import checkpoint
 from .token_performer import TokenPerformer
 from .token_transformer import TokenTransformer
 
+# FX symbolic tracing (torchvision's create_feature_extractor, timm's FeatureGraphNet)
+# records these as calls: einops cannot take the Proxy that stands for a tensor.
+torch.fx.wrap("rearrange")
+
 __all__ = ["DEFAULT_T2T_LAYERS", "TOKENS_TYPES", "T2TModule", "TokensType"]
 
 TokensType: TypeAlias = Literal["transformer", "performer", "patch"]
@@ -68,6 +72,12 @@ def _soft_split_image(x: Tensor, layer: tuple[int, int, int]) -> Tensor:
     x = F.pad(x, (padding, padding, padding, padding))
     patches = x.unfold(2, kernel, stride).unfold(3, kernel, stride)  # (B, C, h, w, k, k)
     return patches.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
+
+
+def is_static(*sizes: object) -> bool:
+    """True for plain ints; False for the symbolic sizes of `torch.compile(dynamic=...)`,
+    `torch.export` or FX, on which a Python `if` would fix (specialise) the size."""
+    return all(isinstance(size, int) for size in sizes)
 
 
 # Input dtypes that autocast casts for the weights; float64 it leaves alone.
@@ -156,6 +166,7 @@ class T2TModule(nn.Module):
                 patch *= stride
             self.patch_size = patch
             self.project: nn.Module = nn.Conv2d(in_chans, embed_dim, patch, stride=patch)
+            self._min_side = self.min_input_size()
             return
         for i, (kernel, stride, padding) in enumerate(self.layers):
             # Official names: soft_split0, soft_split1, ...
@@ -173,6 +184,7 @@ class T2TModule(nn.Module):
             width = token_dim
         last_kernel = self.layers[-1][0]
         self.project = nn.Linear(width * last_kernel * last_kernel, embed_dim)
+        self._min_side = self.min_input_size()
 
     @property
     def soft_splits(self) -> list[nn.Module]:
@@ -215,7 +227,15 @@ class T2TModule(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         """Raise unless `x` is a `(B, in_chans, H, W)` tensor, large enough, of the
-        weights' dtype (or one autocast takes) and on their device."""
+        weights' dtype (or one autocast takes) and on their device.
+
+        On symbolic sizes (`torch.compile` with dynamic shapes, `torch.export`) the size
+        check is a `torch._check`, so height and width stay symbolic (a Python `if` on them
+        would fix them to the traced size); FX symbolic tracing has no values to check
+        and skips it all.
+        """
+        if isinstance(x, torch.fx.Proxy):  # FX symbolic tracing: no values to check
+            return
         if not isinstance(x, Tensor):
             raise TypeError(
                 f"the model takes a (B, {self.in_chans}, H, W) tensor, got a "
@@ -240,20 +260,32 @@ class T2TModule(nn.Module):
                 f"expected {self.in_chans} input channels, got {x.shape[1]} "
                 f"(input shape {tuple(x.shape)})"
             )
-        height, width = int(x.shape[2]), int(x.shape[3])
-        if not self._fits(height, width):
-            side = self.min_input_size()
-            short = " and ".join(
-                f"{name} {value}"
-                for name, value in (("height", height), ("width", width))
-                if value < side
-            )
-            raise ValueError(
-                f"input of {height}x{width} is too small for this T2T stem "
-                f"(tokens_type {self.tokens_type!r}, layers {self.layers}): its {short} "
-                f"leaves no token; each side must be at least {side}, the smallest it takes "
-                f"is {side}x{side} (input shape {tuple(x.shape)})"
-            )
+        height, width = x.shape[2], x.shape[3]
+        side = self._min_side
+        # Each side's grid shrinks monotonically with it, so "every split leaves a token"
+        # is exactly "each side >= the smallest square side".
+        if is_static(height, width):
+            if height < side or width < side:
+                raise ValueError(self._too_small(height, width, x.shape))
+        else:
+            # Symbolic sizes: torch.export makes these the Dims' bounds, torch.compile a
+            # guard; a Python `if` would fix the size instead.
+            torch._check(height >= side)  # type: ignore[no-untyped-call]
+            torch._check(width >= side)  # type: ignore[no-untyped-call]
+
+    def _too_small(self, height: int, width: int, shape: torch.Size) -> str:
+        side = self._min_side
+        short = " and ".join(
+            f"{name} {value}"
+            for name, value in (("height", height), ("width", width))
+            if value < side
+        )
+        return (
+            f"input of {height}x{width} is too small for this T2T stem "
+            f"(tokens_type {self.tokens_type!r}, layers {self.layers}): its {short} "
+            f"leaves no token; each side must be at least {side}, the smallest it takes "
+            f"is {side}x{side} (input shape {tuple(shape)})"
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         tokens, grid, _ = self.forward_intermediates(x)
@@ -268,12 +300,12 @@ class T2TModule(nn.Module):
         if self.tokens_type == "patch":
             self.check_input(x)
             x = self.project(x)
-            h, w = x.shape[-2:]
-            return rearrange(x, "b c h w -> b (h w) c"), (int(h), int(w)), []
+            h, w = x.shape[2], x.shape[3]
+            return rearrange(x, "b c h w -> b (h w) c"), (h, w), []
         maps = self.forward_maps(x)
         if maps:
             x = maps[-1]
-        h, w = _split_grid(int(x.shape[2]), int(x.shape[3]), self.layers[-1])
+        h, w = _split_grid(x.shape[2], x.shape[3], self.layers[-1])
         tokens = rearrange(self.soft_splits[-1](x), "b c n -> b n c")
         return self.project(tokens), (h, w), maps
 
@@ -290,7 +322,8 @@ class T2TModule(nn.Module):
                 f"(tokens_type {self.tokens_type!r}); pass 0..{len(layers)} or None for all"
             )
         maps: list[Tensor] = []
-        h, w = int(x.shape[2]), int(x.shape[3])
+        # Sizes stay as they come: ints in eager, symbolic under compile, export or FX.
+        h, w = x.shape[2], x.shape[3]
         for i, (spec, split, layer) in enumerate(
             zip(self.layers[:count], self.soft_splits, layers[:count], strict=False)
         ):
@@ -300,6 +333,8 @@ class T2TModule(nn.Module):
                 tokens = checkpoint(layer, tokens, use_reentrant=False)
             else:
                 tokens = layer(tokens)
-            x = rearrange(tokens, "b (h w) c -> b c h w", h=h, w=w)
+            # Contiguous: the map is returned, and a permuted view as a graph output
+            # breaks inductor's dynamic shapes (ValueRangeError) on torch 2.13.
+            x = rearrange(tokens, "b (h w) c -> b c h w", h=h, w=w).contiguous()
             maps.append(x)
         return maps

@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from .t2t_vit import T2TViT, _TokenEmbedding
 
 __all__ = ["FeatureInfo", "T2TFeatures", "create_feature_model", "feature_levels"]
+
+# FX symbolic tracing records it as a call: einops cannot take a Proxy.
+torch.fx.wrap("rearrange")
 
 
 class FeatureInfo:
@@ -268,7 +272,8 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
             x = self._run_block(block, x)
             if i in self._block_take:
                 y = self.norm(x) if self.use_norm else x
-                out.append(rearrange(y[:, 1:], "b (h w) c -> b c h w", h=h, w=w))
+                # Contiguous NCHW, as timm's maps (see T2TModule.forward_maps).
+                out.append(rearrange(y[:, 1:], "b (h w) c -> b c h w", h=h, w=w).contiguous())
         return out
 
 
