@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, TypeAlias, cast
+from typing import Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,22 @@ def is_static(*sizes: object) -> bool:
     """True for plain ints; False for the symbolic sizes of `torch.compile(dynamic=...)`,
     `torch.export` or FX, on which a Python `if` would fix (specialise) the size."""
     return all(isinstance(size, int) for size in sizes)
+
+
+def _reference_weight(module: nn.Module) -> Tensor | None:
+    """A floating-point weight whose dtype and device the input must match.
+
+    The projection's own weight when it is a tensor; otherwise (a dynamically quantized
+    `Linear`, whose `weight` is a method giving int8) the first floating parameter or
+    buffer of the stem, e.g. a LayerNorm's, which still runs in the input's dtype.
+    """
+    weight = getattr(getattr(module, "project", None), "weight", None)
+    if isinstance(weight, Tensor) and weight.is_floating_point():
+        return weight
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor
+    return None
 
 
 # Input dtypes that autocast casts for the weights; float64 it leaves alone.
@@ -247,10 +263,10 @@ class T2TModule(nn.Module):
                 f"expected an image batch of shape (B, {self.in_chans}, H, W), "
                 f"got a {x.ndim}-D tensor of shape {tuple(x.shape)}{hint}"
             )
-        weight = cast(Tensor, self.project.weight)  # nn.Linear or nn.Conv2d
-        if x.dtype != weight.dtype:
+        weight = _reference_weight(self)
+        if weight is not None and x.dtype != weight.dtype:
             _check_dtype(x, weight)
-        if x.device != weight.device:
+        if weight is not None and x.device != weight.device:
             raise ValueError(
                 f"input is on {x.device} but the model is on {weight.device}; pass "
                 f"x.to({str(weight.device)!r}) or move the model with model.to({str(x.device)!r})"
