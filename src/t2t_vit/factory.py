@@ -62,6 +62,10 @@ def create_model(
     `features_only=True` returns a `T2TFeatures` backbone whose `forward` gives a list of
     NCHW maps, the levels `out_indices` picks (default: the stem's T2T layers and the last
     block, strides 4, 8 and 16), with the classifier's parameter names.
+
+    The model comes back in training mode, every submodule, as timm's `create_model`
+    gives it, pretrained or not; call `.eval()` for inference (`from_pretrained` returns
+    eval mode).
     """
     if out_indices is not None and not features_only:
         raise ValueError(
@@ -73,4 +77,7 @@ def create_model(
         base = get_weights(name).model_args() if "." in name else PRESETS[canonical_name(name)]
         check_model_args(kwargs)
         model = T2TViT(**{**base, **kwargs})
-    return create_feature_model(model, out_indices) if features_only else model
+    result = create_feature_model(model, out_indices) if features_only else model
+    # timm's habit, pretrained or not: every submodule in training mode (from_pretrained,
+    # transformers' habit, gives eval mode), so dropout and stochastic depth are on.
+    return result.train()

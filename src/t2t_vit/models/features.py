@@ -250,6 +250,9 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         own = set(self.state_dict())
         self._classifier_only = frozenset(k for k in model.state_dict() if k not in own)
         self.register_load_state_dict_pre_hook(_skip_classifier_only)  # type: ignore[no-untyped-call]
+        # The model's mode for every submodule: a new module starts in training mode,
+        # the shared ones keep the model's (eval after from_pretrained).
+        self.train(model.training)
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that take no weight decay."""
