@@ -83,7 +83,8 @@ MODEL_ARGS: tuple[str, ...] = tuple(_ARG_TYPES)
 
 def check_model_args(args: Mapping[str, Any]) -> None:
     """Raise `TypeError` naming the first unknown `T2TViT` argument (with the closest known
-    one) or the first argument of the wrong type (with the type it takes)."""
+    one) or the first argument of the wrong type (with the type it takes), and `ValueError`
+    for an `in_chans` below 1."""
     for key, value in args.items():
         if key not in _ARG_TYPES:
             close = difflib.get_close_matches(key, _ARG_TYPES, n=1, cutoff=0.75)
@@ -95,6 +96,11 @@ def check_model_args(args: Mapping[str, Any]) -> None:
         if not ok(value):
             raise TypeError(
                 f"T2TViT argument {key}={value!r} must be {expected}, not {type(value).__name__}"
+            )
+        if key == "in_chans" and value < 1:
+            raise ValueError(
+                f"in_chans={value} is not a channel count: pass 1 or more (3 for RGB; "
+                "pretrained weights adapt to any count)"
             )
 
 
