@@ -45,6 +45,7 @@ from .training import cosine_with_warmup, layer_id, param_groups_layer_decay
 from .weights.checkpoint import UnsafeCheckpointError, convert_checkpoint, load_checkpoint
 from .weights.convert import (
     StateDictMismatchError,
+    adapt_input_channels,
     check_state_dict,
     convert_state_dict,
     infer_model_args,
@@ -149,6 +150,7 @@ __all__ = [
     "TokenTransformer",
     "UnsafeCheckpointError",
     "__version__",
+    "adapt_input_channels",
     "attend",
     "attention_rollout",
     "canonical_name",

@@ -68,6 +68,10 @@ def create_model(
     NCHW maps, the levels `out_indices` picks (default: the stem's T2T layers and the last
     block, strides 4, 8 and 16), with the classifier's parameter names. `levels`
     (`"all"` or `"pyramid"`, see `T2TFeatures`) sets the levels `out_indices` index.
+
+    The model comes back in training mode, every submodule, as timm's `create_model`
+    gives it, pretrained or not; call `.eval()` for inference (`from_pretrained` returns
+    eval mode).
     """
     if out_indices is not None and not features_only:
         raise ValueError(
@@ -92,6 +96,9 @@ def create_model(
             if label_count(weights_cfg["labels"]) == model.num_classes:
                 cfg["labels"] = weights_cfg["labels"]
         model.pretrained_cfg = cfg
-    if not features_only:
-        return model
-    return create_feature_model(model, out_indices, levels=levels or "all")
+    result = (
+        create_feature_model(model, out_indices, levels=levels or "all") if features_only else model
+    )
+    # timm's habit, pretrained or not: every submodule in training mode (from_pretrained,
+    # transformers' habit, gives eval mode), so dropout and stochastic depth are on.
+    return result.train()

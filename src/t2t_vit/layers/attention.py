@@ -45,6 +45,10 @@ def prefers_fused_attention(n_tokens: int, dtype: torch.dtype, device: torch.dev
     return not (precision.cpu_has_native_bf16() and not precision.cpu_has_amx())
 
 
+# FX symbolic tracing records it as a call: einops cannot take a Proxy.
+torch.fx.wrap("rearrange")
+
+
 def attend(
     q: Tensor,
     k: Tensor,
@@ -128,7 +132,10 @@ class Attention(nn.Module):
         """Attention over heads, merged back to `(B, N, out_dim)` and projected."""
         fused = self.fused_attn
         if fused is None:
-            fused = prefers_fused_attention(q.shape[-2], q.dtype, q.device)
+            # FX tracing has no dtype or device to choose by: the fused path, fp32's choice.
+            fused = isinstance(q, torch.fx.Proxy) or prefers_fused_attention(
+                q.shape[-2], q.dtype, q.device
+            )
         x = attend(
             q,
             k,

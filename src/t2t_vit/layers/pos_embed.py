@@ -43,7 +43,11 @@ def resample_pos_embed(
                 "pass old_grid=(h, w)"
             )
         old_grid = (side, side)
-    if tuple(old_grid) == tuple(new_grid):
+    # Only plain ints are compared: a symbolic size (torch.compile, torch.export) would be
+    # fixed by the comparison, and interpolating to the same grid is exact anyway.
+    if all(isinstance(s, int) for s in (*old_grid, *new_grid)) and tuple(old_grid) == tuple(
+        new_grid
+    ):
         return pos_embed
     if old_grid[0] * old_grid[1] != grid.shape[1]:
         raise ValueError(

@@ -80,7 +80,9 @@ def warn_if_bf16_emulated(x: Tensor) -> None:
     fp32 and back, so a bf16 model or bf16 autocast is slower there than fp32; without
     the warning that slowdown would be silent.
     """
-    if _warned or x.device.type != "cpu" or torch.compiler.is_compiling():
+    if _warned or isinstance(x, torch.fx.Proxy) or torch.compiler.is_compiling():
+        return  # FX tracing and compiling see no values, and warn at run time instead
+    if x.device.type != "cpu":
         return
     if x.dtype != torch.bfloat16 and not _autocast_bf16_on_cpu():
         return

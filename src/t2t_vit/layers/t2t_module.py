@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, TypeAlias, cast
+from typing import Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,10 @@ from torch.utils.checkpoint import checkpoint
 from .precision import warn_if_bf16_emulated
 from .token_performer import TokenPerformer
 from .token_transformer import TokenTransformer
+
+# FX symbolic tracing (torchvision's create_feature_extractor, timm's FeatureGraphNet)
+# records these as calls: einops cannot take the Proxy that stands for a tensor.
+torch.fx.wrap("rearrange")
 
 __all__ = ["DEFAULT_T2T_LAYERS", "TOKENS_TYPES", "T2TModule", "TokensType"]
 
@@ -85,6 +89,34 @@ def _soft_split_map(x: Tensor, layer: tuple[int, int, int]) -> Tensor:
     x = F.pad(x.permute(0, 2, 3, 1), (0, 0, padding, padding, padding, padding))
     patches = x.unfold(1, kernel, stride).unfold(2, kernel, stride)  # (B, h, w, C, k, k)
     return patches.flatten(3).flatten(1, 2)
+
+
+def _contiguous(x: Tensor) -> Tensor:
+    """A map given to the caller: contiguous NCHW, as timm's maps. A permuted view as a
+    graph output breaks inductor's dynamic shapes (ValueRangeError) on torch 2.13."""
+    return x.contiguous()
+
+
+def is_static(*sizes: object) -> bool:
+    """True for plain ints; False for the symbolic sizes of `torch.compile(dynamic=...)`,
+    `torch.export` or FX, on which a Python `if` would fix (specialise) the size."""
+    return all(isinstance(size, int) for size in sizes)
+
+
+def _reference_weight(module: nn.Module) -> Tensor | None:
+    """A floating-point weight whose dtype and device the input must match.
+
+    The projection's own weight when it is a tensor; otherwise (a dynamically quantized
+    `Linear`, whose `weight` is a method giving int8) the first floating parameter or
+    buffer of the stem, e.g. a LayerNorm's, which still runs in the input's dtype.
+    """
+    weight = getattr(getattr(module, "project", None), "weight", None)
+    if isinstance(weight, Tensor) and weight.is_floating_point():
+        return weight
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor
+    return None
 
 
 # Input dtypes that autocast casts for the weights; float64 it leaves alone.
@@ -179,6 +211,7 @@ class T2TModule(nn.Module):
                 patch *= stride
             self.patch_size = patch
             self.project: nn.Module = nn.Conv2d(in_chans, embed_dim, patch, stride=patch)
+            self._min_side = self.min_input_size()
             return
         for i, (kernel, stride, padding) in enumerate(self.layers):
             # Official names: soft_split0, soft_split1, ...
@@ -196,6 +229,7 @@ class T2TModule(nn.Module):
             width = token_dim
         last_kernel = self.layers[-1][0]
         self.project = nn.Linear(width * last_kernel * last_kernel, embed_dim)
+        self._min_side = self.min_input_size()
 
     @property
     def soft_splits(self) -> list[nn.Module]:
@@ -238,7 +272,15 @@ class T2TModule(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         """Raise unless `x` is a `(B, in_chans, H, W)` tensor, large enough, of the
-        weights' dtype (or one autocast takes) and on their device."""
+        weights' dtype (or one autocast takes) and on their device.
+
+        On symbolic sizes (`torch.compile` with dynamic shapes, `torch.export`) the size
+        check is a `torch._check`, so height and width stay symbolic (a Python `if` on them
+        would fix them to the traced size); FX symbolic tracing has no values to check
+        and skips it all.
+        """
+        if isinstance(x, torch.fx.Proxy):  # FX symbolic tracing: no values to check
+            return
         if not isinstance(x, Tensor):
             raise TypeError(
                 f"the model takes a (B, {self.in_chans}, H, W) tensor, got a "
@@ -250,10 +292,10 @@ class T2TModule(nn.Module):
                 f"expected an image batch of shape (B, {self.in_chans}, H, W), "
                 f"got a {x.ndim}-D tensor of shape {tuple(x.shape)}{hint}"
             )
-        weight = cast(Tensor, self.project.weight)  # nn.Linear or nn.Conv2d
-        if x.dtype != weight.dtype:
+        weight = _reference_weight(self)
+        if weight is not None and x.dtype != weight.dtype:
             _check_dtype(x, weight)
-        if x.device != weight.device:
+        if weight is not None and x.device != weight.device:
             raise ValueError(
                 f"input is on {x.device} but the model is on {weight.device}; pass "
                 f"x.to({str(weight.device)!r}) or move the model with model.to({str(x.device)!r})"
@@ -263,23 +305,35 @@ class T2TModule(nn.Module):
                 f"expected {self.in_chans} input channels, got {x.shape[1]} "
                 f"(input shape {tuple(x.shape)})"
             )
-        height, width = int(x.shape[2]), int(x.shape[3])
-        if not self._fits(height, width):
-            side = self.min_input_size()
-            short = " and ".join(
-                f"{name} {value}"
-                for name, value in (("height", height), ("width", width))
-                if value < side
-            )
-            raise ValueError(
-                f"input of {height}x{width} is too small for this T2T stem "
-                f"(tokens_type {self.tokens_type!r}, layers {self.layers}): its {short} "
-                f"leaves no token; each side must be at least {side}, the smallest it takes "
-                f"is {side}x{side} (input shape {tuple(x.shape)})"
-            )
+        height, width = x.shape[2], x.shape[3]
+        side = self._min_side
+        # Each side's grid shrinks monotonically with it, so "every split leaves a token"
+        # is exactly "each side >= the smallest square side".
+        if is_static(height, width):
+            if height < side or width < side:
+                raise ValueError(self._too_small(height, width, x.shape))
+        else:
+            # Symbolic sizes: torch.export makes these the Dims' bounds, torch.compile a
+            # guard; a Python `if` would fix the size instead.
+            torch._check(height >= side)  # type: ignore[no-untyped-call]
+            torch._check(width >= side)  # type: ignore[no-untyped-call]
+
+    def _too_small(self, height: int, width: int, shape: torch.Size) -> str:
+        side = self._min_side
+        short = " and ".join(
+            f"{name} {value}"
+            for name, value in (("height", height), ("width", width))
+            if value < side
+        )
+        return (
+            f"input of {height}x{width} is too small for this T2T stem "
+            f"(tokens_type {self.tokens_type!r}, layers {self.layers}): its {short} "
+            f"leaves no token; each side must be at least {side}, the smallest it takes "
+            f"is {side}x{side} (input shape {tuple(shape)})"
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        tokens, grid, _ = self.forward_intermediates(x)
+        tokens, grid, _ = self._tokens_and_maps(x)
         return tokens, grid
 
     def forward_intermediates(self, x: Tensor) -> tuple[Tensor, tuple[int, int], list[Tensor]]:
@@ -288,16 +342,20 @@ class T2TModule(nn.Module):
         The maps are `(B, token_dim, h_i, w_i)` on the grid of the soft split before
         the layer (strides 4 and 8 for the paper's stem); the patch stem has none.
         """
+        tokens, grid, maps = self._tokens_and_maps(x)
+        return tokens, grid, [_contiguous(m) for m in maps]
+
+    def _tokens_and_maps(self, x: Tensor) -> tuple[Tensor, tuple[int, int], list[Tensor]]:
         if self.tokens_type == "patch":
             self.check_input(x)
             warn_if_bf16_emulated(x)
             x = self.project(x)
-            h, w = x.shape[-2:]
-            return rearrange(x, "b c h w -> b (h w) c"), (int(h), int(w)), []
-        maps = self.forward_maps(x)
+            h, w = x.shape[2], x.shape[3]
+            return rearrange(x, "b c h w -> b (h w) c"), (h, w), []
+        maps = self._maps(x)
         if maps:
             x = maps[-1]
-        h, w = _split_grid(int(x.shape[2]), int(x.shape[3]), self.layers[-1])
+        h, w = _split_grid(x.shape[2], x.shape[3], self.layers[-1])
         if maps:
             tokens = _soft_split_map(x, self.layers[-1])
         else:  # a one-split stem: the image itself
@@ -307,6 +365,9 @@ class T2TModule(nn.Module):
     def forward_maps(self, x: Tensor, count: int | None = None) -> list[Tensor]:
         """The outputs of the first `count` T2T layers (default all), each folded into
         its map `(B, token_dim, h_i, w_i)`; the layers after them do not run."""
+        return [_contiguous(m) for m in self._maps(x, count)]
+
+    def _maps(self, x: Tensor, count: int | None = None) -> list[Tensor]:
         self.check_input(x)
         warn_if_bf16_emulated(x)
         layers = self.attentions
@@ -318,7 +379,8 @@ class T2TModule(nn.Module):
                 f"(tokens_type {self.tokens_type!r}); pass 0..{len(layers)} or None for all"
             )
         maps: list[Tensor] = []
-        h, w = int(x.shape[2]), int(x.shape[3])
+        # Sizes stay as they come: ints in eager, symbolic under compile, export or FX.
+        h, w = x.shape[2], x.shape[3]
         for i, (spec, layer) in enumerate(zip(self.layers[:count], layers[:count], strict=False)):
             h, w = _split_grid(h, w, spec)
             tokens = _soft_split_image(x, spec) if i == 0 else _soft_split_map(x, spec)
@@ -326,6 +388,7 @@ class T2TModule(nn.Module):
                 tokens = checkpoint(layer, tokens, use_reentrant=False)
             else:
                 tokens = layer(tokens)
+            # A token-major view: the next soft split gathers from it without a copy.
             x = rearrange(tokens, "b (h w) c -> b c h w", h=h, w=w)
             maps.append(x)
         return maps

@@ -12,6 +12,23 @@ from torch import Tensor, nn
 __all__ = ["TokenPerformer"]
 
 
+def _fp32_kernel_attention(layer: TokenPerformer, k: Tensor, q: Tensor, v: Tensor) -> Tensor:
+    """The Performer's attention `(B, T, emb)` in fp32, also under autocast."""
+    with torch.autocast(device_type=k.device.type, enabled=False):
+        kp = layer.prm_exp(k.float())
+        qp = layer.prm_exp(q.float())
+        # Associativity keeps the cost linear in T: (qp kp^T) v == qp (kp^T v).
+        denom = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
+        kptv = v.float().transpose(1, 2) @ kp  # (B, emb, m)
+        y: Tensor = (qp @ kptv.transpose(1, 2)) / (denom + layer.epsilon)  # (B, T, emb)
+    return y
+
+
+# FX symbolic tracing records the call whole: the autocast context needs a real device
+# type, and a recorded graph would drop the context (and the fp32) at run time.
+torch.fx.wrap("_fp32_kernel_attention")
+
+
 class TokenPerformer(nn.Module):
     """One T2T layer with Performer attention, `(B, N, dim) -> (B, N, in_dim)`.
 
@@ -86,13 +103,7 @@ class TokenPerformer(nn.Module):
     def single_attn(self, x: Tensor) -> Tensor:
         """Linear attention with the values as skip connection, `(B, T, dim) -> (B, T, emb)`."""
         k, q, v = torch.split(self.kqv(x), self.emb, dim=-1)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            kp = self.prm_exp(k.float())
-            qp = self.prm_exp(q.float())
-            # Associativity keeps the cost linear in T: (qp kp^T) v == qp (kp^T v).
-            denom = qp @ kp.sum(dim=1).unsqueeze(-1)  # (B, T, 1)
-            kptv = v.float().transpose(1, 2) @ kp  # (B, emb, m)
-            y = (qp @ kptv.transpose(1, 2)) / (denom + self.epsilon)  # (B, T, emb)
+        y = _fp32_kernel_attention(self, k, q, v)
         out: Tensor = v + self.dp(self.proj(y.to(v.dtype)))
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -9,6 +10,9 @@ from .attention import Attention
 from .block import DropPath, Mlp
 
 __all__ = ["TokenAttention", "TokenTransformer"]
+
+# FX symbolic tracing records it as a call: einops cannot take a Proxy.
+torch.fx.wrap("rearrange")
 
 
 class TokenAttention(Attention):

@@ -12,6 +12,7 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -23,6 +24,9 @@ _POOLED = -1
 """Accepted values of `T2TFeatures(levels=...)`."""
 
 __all__ = ["FeatureInfo", "T2TFeatures", "create_feature_model", "feature_levels"]
+
+# FX symbolic tracing records it as a call: einops cannot take a Proxy.
+torch.fx.wrap("rearrange")
 
 
 Index = int | Sequence[int] | None
@@ -218,6 +222,9 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         own = set(self.state_dict())
         self._classifier_only = frozenset(k for k in model.state_dict() if k not in own)
         self.register_load_state_dict_pre_hook(_skip_classifier_only)  # type: ignore[no-untyped-call]
+        # The model's mode for every submodule: a new module starts in training mode,
+        # the shared ones keep the model's (eval after from_pretrained).
+        self.train(model.training)
 
     def _deepest(self, block_take: Sequence[int]) -> int:
         """The deepest block to run for `block_take` (the pooled level needs the last)."""
@@ -299,7 +306,8 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
             x = self._run_block(block, x)
             if i in block_take or (i == deepest and _POOLED in block_take):
                 y = self.norm(x) if norm else x
-                folded = rearrange(y[:, 1:], "b (h w) c -> b c h w", h=h, w=w)
+                # Contiguous NCHW, as timm's maps (see T2TModule.forward_intermediates).
+                folded = rearrange(y[:, 1:], "b (h w) c -> b c h w", h=h, w=w).contiguous()
                 if i in block_take:
                     out.append(folded)
                 if i == deepest and _POOLED in block_take:

@@ -13,7 +13,18 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers.block import Block
 from ..layers.pos_embed import get_sinusoid_encoding, resample_pos_embed
-from ..layers.t2t_module import DEFAULT_T2T_LAYERS, T2TModule, TokensType, _check_layers
+from ..layers.t2t_module import (
+    DEFAULT_T2T_LAYERS,
+    T2TModule,
+    TokensType,
+    _check_layers,
+    is_static,
+)
+
+# FX symbolic tracing records these as calls (einops and the resampling's size checks
+# cannot take a Proxy).
+torch.fx.wrap("rearrange")
+torch.fx.wrap("resample_pos_embed")
 
 __all__ = ["MODEL_ARGS", "T2TViT", "check_model_args", "describe_levels", "resolve_level_indices"]
 
@@ -229,14 +240,18 @@ class _TokenEmbedding:
         The native grid gets the stored table; other grids get it resampled
         bicubically (class token row kept), cached per grid.
         """
-        if tuple(grid) == self.grid:
+        h, w = grid
+        if not is_static(h, w):
+            # Symbolic sizes (torch.compile with dynamic shapes, torch.export, FX): a
+            # Python comparison with the native grid would fix the size; resampling to
+            # the native grid itself is exact (bicubic weights (0, 1, 0, 0)).
+            if not self.dynamic_img_size and not isinstance(h, torch.fx.Proxy):
+                torch._check((h == self.grid[0]) & (w == self.grid[1]))  # type: ignore[no-untyped-call]
+            return resample_pos_embed(self.pos_embed, (h, w), self.grid)
+        if (h, w) == self.grid:
             return self.pos_embed
         if not self.dynamic_img_size:
-            raise ValueError(
-                f"input gives a {grid[0]}x{grid[1]} token grid but the model was built for "
-                f"img_size {self.img_size} ({self.grid[0]}x{self.grid[1]}); pass "
-                f"dynamic_img_size=True to resample the position table"
-            )
+            raise ValueError(self._not_native(grid))
         if torch.compiler.is_compiling():
             return resample_pos_embed(self.pos_embed, grid, self.grid)
         pe = self.pos_embed
@@ -248,6 +263,13 @@ class _TokenEmbedding:
             table = resample_pos_embed(pe, grid, self.grid)
             self._pos_cache[key] = table
         return table
+
+    def _not_native(self, grid: tuple[int, int]) -> str:
+        return (
+            f"input gives a {grid[0]}x{grid[1]} token grid but the model was built for "
+            f"img_size {self.img_size} ({self.grid[0]}x{self.grid[1]}); pass "
+            "dynamic_img_size=True to resample the position table"
+        )
 
     def _embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         tokens, grid = self.tokens_to_token(x)
@@ -572,7 +594,9 @@ class T2TViT(_TokenEmbedding, nn.Module):
                 y = self.norm(x) if norm else x
                 prefix, spatial = y[:, :1], y[:, 1:]
                 if output_fmt == "NCHW":
-                    spatial = rearrange(spatial, "b (h w) c -> b c h w", h=h, w=w)
+                    # Contiguous NCHW, as timm's maps: a permuted view as a compiled graph's
+                    # output breaks inductor's dynamic shapes on torch 2.13.
+                    spatial = rearrange(spatial, "b (h w) c -> b c h w", h=h, w=w).contiguous()
                 maps.append(spatial)
                 prefixes.append(prefix)
         intermediates: _Intermediates = (

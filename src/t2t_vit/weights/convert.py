@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..models.presets import PRESETS
@@ -13,6 +14,7 @@ from ..models.presets import PRESETS
 __all__ = [
     "SOURCES",
     "StateDictMismatchError",
+    "adapt_input_channels",
     "check_state_dict",
     "convert_state_dict",
     "describe_weights",
@@ -246,3 +248,82 @@ def infer_model_args(
     if not fits:
         return None, {**found, **extra}, []
     return fits[0], {**PRESETS[fits[0]], **extra}, fits[1:]
+
+
+# -- input channels -------------------------------------------------------------------------
+
+_STEM = "tokens_to_token."
+
+
+def _repeat_channels(weight: Tensor, in_chans: int) -> Tensor:
+    """timm's `adapt_input_conv` on `(out, C, ...)`: one channel sums the checkpoint's,
+    other counts repeat them cyclically, rescaled by `C / in_chans`."""
+    chans = weight.shape[1]
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeat = -(-in_chans // chans)
+    tiled = weight.repeat(1, repeat, *([1] * (weight.ndim - 2)))[:, :in_chans]
+    return tiled * (chans / in_chans)
+
+
+def adapt_input_channels(
+    state_dict: Mapping[str, Tensor], in_chans: int, from_chans: int = 3
+) -> dict[str, Tensor]:
+    """A state dict for `in_chans` input channels from one trained on `from_chans`, as timm's
+    `adapt_input_conv` adapts a first convolution.
+
+    The weights that see the image are those of the stem's first layer: the patch stem's
+    convolution, or the first T2T layer's LayerNorm and projection over the soft split's
+    `(channel, ki, kj)`-ordered patch. The LayerNorm's scale and shift are folded into the
+    projection (LayerNorm of a channel-repeated patch equals that of one copy), so the
+    per-channel blocks of the projection sum (`in_chans=1`) or repeat with a `3 / in_chans`
+    rescale, as a convolution's would. A 1-channel model then gives on `x` exactly what
+    the checkpoint's model gives on `x` repeated to RGB, as does an `in_chans` that is a
+    multiple of 3 on RGB repeated. For the transformer stem, whose projection has no bias and
+    whose attention scale follows the patch width, the folded shift is carried by the
+    output projection's bias, the key's dropped (softmax ignores it), the query's solved
+    into the new LayerNorm shift, and the scale change folded into the queries.
+    """
+    if in_chans < 1:
+        raise ValueError(f"in_chans={in_chans} is not a channel count: pass 1 or more")
+    state = dict(state_dict)
+    if in_chans == from_chans:
+        return state
+    conv = state.get(_STEM + "project.weight")
+    if conv is not None and conv.ndim == 4:  # the patch stem
+        state[_STEM + "project.weight"] = _repeat_channels(conv.double(), in_chans).to(conv.dtype)
+        return state
+    layer = _STEM + "attention1."
+    norm_w, norm_b = state[layer + "norm1.weight"].double(), state[layer + "norm1.bias"].double()
+    dtype = state[layer + "norm1.weight"].dtype
+    performer = layer + "kqv.weight" in state
+    key = layer + ("kqv.weight" if performer else "attn.qkv.weight")
+    weight = state[key].double()
+    out = weight.shape[0]
+    folded = weight * norm_w  # the LayerNorm's scale, per input feature
+    shift = weight @ norm_b  # what its shift adds to every output
+    adapted = _repeat_channels(folded.reshape(out, from_chans, -1), in_chans).reshape(out, -1)
+    width = adapted.shape[1]
+    new_shift = torch.zeros(width, dtype=torch.float64)
+    if performer:
+        bias = layer + "kqv.bias"
+        state[bias] = (state[bias].double() + shift).to(dtype)
+    else:
+        q, k, v = adapted.chunk(3)
+        shift_q, _, shift_v = shift.chunk(3)  # the key's is the same for every key: no effect
+        # The attention scale is (patch width)^-0.5: keep the checkpoint's by scaling q.
+        ratio = (width / folded.shape[1]) ** 0.5
+        # The query's shift adds shift_q . k_j to every query's logit of key j; a LayerNorm
+        # shift b gives q(b) . k_j instead, so solve (K^T Q) b = K^T shift_q.
+        new_shift = torch.linalg.lstsq(k.T @ q, (k.T @ shift_q).unsqueeze(1)).solution[:, 0]
+        # The values' shift (and that of the new LayerNorm shift) passes through the
+        # attention unchanged (its rows sum to 1) into the residual and the projection.
+        dv = shift_v - v @ new_shift
+        proj_w = state[layer + "attn.proj.weight"].double()
+        bias = layer + "attn.proj.bias"
+        state[bias] = (state[bias].double() + dv + proj_w @ dv).to(dtype)
+        adapted = torch.cat([q * ratio, k, v])
+    state[key] = adapted.to(dtype)
+    state[layer + "norm1.weight"] = torch.ones(width, dtype=dtype)
+    state[layer + "norm1.bias"] = new_shift.to(dtype)
+    return state

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..layers.pos_embed import resample_pos_embed
 from ..models.t2t_vit import T2TViT, _pair, check_model_args
-from .convert import StateDictMismatchError, check_state_dict
+from .convert import StateDictMismatchError, adapt_input_channels, check_state_dict
 from .errors import PretrainedLoadError
 from .pretrained_cfg import complete_pretrained_cfg, label_count, resolve_pretrained_cfg
 
@@ -317,6 +317,25 @@ def load_folder(
             )  # fmt: skip
     if img_size is not None:
         model_args["img_size"] = img_size
+    trained_chans = config["model_args"].get("in_chans", 3)
+    in_chans = model_args.get("in_chans", 3)
+    if in_chans != trained_chans and isinstance(in_chans, int):
+        check_model_args({"in_chans": in_chans})
+        state = adapt_input_channels(state, in_chans, trained_chans)
+        how = (
+            "summed over"
+            if in_chans == 1
+            else f"repeated and rescaled by {trained_chans}/{in_chans} from"
+        )
+        warnings.warn(
+            f"{where}: in_chans={in_chans} differs from the checkpoint's {trained_chans}: the "
+            f"first layer's weights are {how} its {trained_chans} channels, as timm's "
+            "adapt_input_conv does",
+            UserWarning,
+            stacklevel=3,
+        )
+        if isinstance(cfg.get("input_size"), list) and cfg["input_size"]:
+            cfg["input_size"] = [in_chans, *cfg["input_size"][1:]]
     try:
         check_model_args(model_args)
         # On the meta device: no memory and no random initialisation for weights that the
