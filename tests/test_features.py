@@ -413,6 +413,8 @@ def test_layer_decay_groups_use_the_shared_names() -> None:
 def test_stem_only_selection_runs_no_block() -> None:
     model = _tiny()
     features = create_feature_model(model, out_indices=[0]).eval()
+    # Bit-equality needs the reference's GEMM: no packed one (tests/test_packed_linear.py).
+    t2t_vit.use_packed_linear(features, False)
     ran: list[str] = []
     handles = [
         model.blocks[0].register_forward_hook(lambda *_: ran.append("block")),

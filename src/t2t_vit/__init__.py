@@ -33,6 +33,7 @@ from .layers.attention import (
     use_fused_attention,
 )
 from .layers.block import Block, DropPath, Mlp
+from .layers.linear import prefers_packed_linear, use_packed_linear
 from .layers.pos_embed import get_sinusoid_encoding, resample_pos_embed
 from .layers.t2t_module import DEFAULT_T2T_LAYERS, T2TModule
 from .layers.token_performer import TokenPerformer
@@ -180,6 +181,7 @@ __all__ = [
     "param_groups_layer_decay",
     "predict",
     "prefers_fused_attention",
+    "prefers_packed_linear",
     "preprocess",
     "publish",
     "push_to_hub",
@@ -192,4 +194,5 @@ __all__ = [
     "rollout",
     "save_pretrained",
     "use_fused_attention",
+    "use_packed_linear",
 ]

@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from . import precision
+from .linear import linear
 
 __all__ = [
     "FUSED_MIN_TOKENS",
@@ -125,7 +126,9 @@ class Attention(nn.Module):
 
     def qkv_heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Project `(B, N, dim)` to q, k, v of shape `(B, heads, N, out_dim // heads)`."""
-        qkv = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        qkv = rearrange(
+            linear(self.qkv, x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads
+        )
         return qkv[0], qkv[1], qkv[2]
 
     def attend_heads(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -145,7 +148,7 @@ class Attention(nn.Module):
             fused=fused,
             store=self.attn_store,
         )
-        out: Tensor = self.proj_drop(self.proj(rearrange(x, "b h n d -> b n (h d)")))
+        out: Tensor = self.proj_drop(linear(self.proj, rearrange(x, "b h n d -> b n (h d)")))
         return out
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .attention import Attention
+from .linear import linear
 
 __all__ = ["Block", "DropPath", "Mlp", "drop_path"]
 
@@ -64,7 +65,7 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        out: Tensor = self.drop(linear(self.fc2, self.drop(self.act(linear(self.fc1, x)))))
         return out
 
 

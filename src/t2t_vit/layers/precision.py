@@ -9,7 +9,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["cpu_flags", "cpu_has_amx", "cpu_has_native_bf16", "warn_if_bf16_emulated"]
+__all__ = [
+    "autocast_on_cpu",
+    "cpu_flags",
+    "cpu_has_amx",
+    "cpu_has_native_bf16",
+    "warn_if_bf16_emulated",
+]
 
 #: The `/proc/cpuinfo` flags that give a CPU bf16 dot products (x86: AVX512_BF16 and
 #: AMX tiles; Arm: the BF16 extension).
@@ -60,12 +66,16 @@ def cpu_has_amx() -> bool:
 _warned: list[bool] = []
 
 
-def _autocast_bf16_on_cpu() -> bool:
+def autocast_on_cpu() -> bool:
+    """Whether `torch.autocast` is active for the CPU (in any dtype)."""
     try:
-        enabled = torch.is_autocast_enabled("cpu")
+        return torch.is_autocast_enabled("cpu")
     except TypeError:  # torch < 2.4 takes no device type
-        enabled = torch.is_autocast_cpu_enabled()
-    if not enabled:
+        return torch.is_autocast_cpu_enabled()
+
+
+def _autocast_bf16_on_cpu() -> bool:
+    if not autocast_on_cpu():
         return False
     try:
         return torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .linear import linear
 from .precision import warn_if_bf16_emulated
 from .token_performer import TokenPerformer
 from .token_transformer import TokenTransformer
@@ -349,7 +350,7 @@ class T2TModule(nn.Module):
         if self.tokens_type == "patch":
             self.check_input(x)
             warn_if_bf16_emulated(x)
-            x = self.project(x)
+            x = linear(self.project, x)
             h, w = x.shape[2], x.shape[3]
             return rearrange(x, "b c h w -> b (h w) c"), (h, w), []
         maps = self._maps(x)
@@ -360,7 +361,7 @@ class T2TModule(nn.Module):
             tokens = _soft_split_map(x, self.layers[-1])
         else:  # a one-split stem: the image itself
             tokens = _soft_split_image(x, self.layers[-1])
-        return self.project(tokens), (h, w), maps
+        return linear(self.project, tokens), (h, w), maps
 
     def forward_maps(self, x: Tensor, count: int | None = None) -> list[Tensor]:
         """The outputs of the first `count` T2T layers (default all), each folded into

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .linear import linear, sequential
+
 __all__ = ["TokenPerformer"]
 
 
@@ -102,12 +104,12 @@ class TokenPerformer(nn.Module):
 
     def single_attn(self, x: Tensor) -> Tensor:
         """Linear attention with the values as skip connection, `(B, T, dim) -> (B, T, emb)`."""
-        k, q, v = torch.split(self.kqv(x), self.emb, dim=-1)
+        k, q, v = torch.split(linear(self.kqv, x), self.emb, dim=-1)
         y = _fp32_kernel_attention(self, k, q, v)
-        out: Tensor = v + self.dp(self.proj(y.to(v.dtype)))
+        out: Tensor = v + self.dp(linear(self.proj, y.to(v.dtype)))
         return out
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.single_attn(self.norm1(x))
-        out: Tensor = x + self.mlp(self.norm2(x))
+        out: Tensor = x + sequential(self.mlp, self.norm2(x))
         return out

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.block import Block
+from ..layers.linear import linear
 from ..layers.pos_embed import get_sinusoid_encoding, resample_pos_embed
 from ..layers.t2t_module import (
     DEFAULT_T2T_LAYERS,
@@ -476,7 +477,7 @@ class T2TViT(_TokenEmbedding, nn.Module):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Tokens `(B, 1 + N, C)` to logits `(B, num_classes)` (or the class token)."""
         x = x[:, 0]
-        return x if pre_logits else self.head(x)
+        return x if pre_logits else linear(self.head, x)
 
     def forward(self, x: Tensor) -> Tensor:
         """Image `(B, C, H, W)` to logits `(B, num_classes)`."""
