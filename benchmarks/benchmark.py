@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import t2t_vit
-from t2t_vit import T2TModule, TokenPerformer, use_fused_attention
+from t2t_vit import T2TModule, TokenPerformer, use_fused_attention, use_packed_linear
 from t2t_vit.layers.precision import cpu_flags, cpu_has_native_bf16
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -48,6 +48,9 @@ DEFAULT_DTYPES = ["fp32", "bf16"]
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 #: `use_fused_attention` argument per path: `default` is the per-layer choice.
 PATHS = {"default": None, "fused": True, "explicit": False}
+#: `use_packed_linear` argument per linear path, with the default attention choice: fp32
+#: CPU inference only, where the packed GEMM can run (`default` is the automatic choice).
+LINEAR_PATHS = {"packed": True, "unpacked": False}
 MODES = ("inference", "train")
 #: The baseline every ratio is taken against: explicit attention, fp32, eager.
 BASELINE = ("explicit", "fp32")
@@ -298,7 +301,12 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     model = build(spec["model"], spec["img_size"], device, spec["mode"], spec["depth"])
     if spec["path"] == "official-performer":
         model = with_official_performer(model)
-    use_fused_attention(model, PATHS.get(spec["path"], True))
+    use_fused_attention(
+        model, PATHS.get(spec["path"], None if spec["path"] in LINEAR_PATHS else True)
+    )
+    use_packed_linear(model, LINEAR_PATHS.get(spec["path"]))
+    if spec["path"] == "official-performer":
+        use_packed_linear(model, False)
     x = torch.randn(spec["batch"], 3, spec["img_size"], spec["img_size"], device=device)
     step = make_step(model, model, spec["mode"], spec["dtype"], x)
     gc.collect()
@@ -351,10 +359,15 @@ def build(
     return model.train() if mode == "train" else model.eval()
 
 
-def variants_for(model: nn.Module, dtypes: list[str]) -> list[tuple[str, str]]:
+def variants_for(
+    model: nn.Module, dtypes: list[str], linear_paths: bool = False
+) -> list[tuple[str, str]]:
     paths = ["default", "fused", "explicit"]
     paths += ["official-performer"] if has_performer(model) else []
-    return [(p, d) for d in dtypes for p in paths]
+    variants = [(p, d) for d in dtypes for p in paths]
+    if linear_paths and "fp32" in dtypes:
+        variants += [(p, "fp32") for p in LINEAR_PATHS]
+    return variants
 
 
 def run_group(
@@ -369,14 +382,26 @@ def run_group(
     """All variants of one (model, size, batch, mode, compile) group, interleaved."""
     model = build(name, img_size, device, mode, args.depth)
     twin = with_official_performer(model) if has_performer(model) else None
+    if twin is not None:
+        use_packed_linear(twin, False)  # the official code's layers are `F.linear`
+    # The packed GEMM runs in fp32 CPU inference only; each linear path gets its own copy,
+    # so switching paths between rounds never repacks a weight.
+    linear_paths = mode == "inference" and not compiled and device.type == "cpu"
+    copies: dict[str, nn.Module] = {}
+    for lpath, packed in LINEAR_PATHS.items() if linear_paths else ():
+        copies[lpath] = copy.deepcopy(model)
+        use_packed_linear(copies[lpath], packed)
     x = torch.randn(batch, 3, img_size, img_size, device=device)
     runner: Callable[[Tensor], Tensor] = torch.compile(model) if compiled else model
     twin_runner = (torch.compile(twin) if compiled else twin) if twin is not None else None
     steps: dict[str, Callable[[], Any]] = {}
     setups: dict[str, Callable[[], None]] = {}
-    for path, dtype in variants_for(model, args.dtypes):
+    for path, dtype in variants_for(model, args.dtypes, linear_paths):
         key = f"{path}/{dtype}"
-        if path == "official-performer":
+        if path in copies:
+            steps[key] = make_step(copies[path], copies[path], mode, dtype, x)
+            setups[key] = lambda: None
+        elif path == "official-performer":
             assert twin is not None
             assert twin_runner is not None
             steps[key] = make_step(twin, twin_runner, mode, dtype, x)
@@ -448,8 +473,14 @@ def stem_ratio(
 
 
 def accuracy(model: nn.Module, x: Tensor, with_bf16: bool = True) -> dict[str, float | None]:
-    """Logit differences: fused vs explicit (fp32) and bf16 autocast vs fp32 (fused)."""
+    """Logit differences: fused vs explicit (fp32), packed vs unpacked linear layers (fp32,
+    default attention) and bf16 autocast vs fp32 (fused)."""
     with torch.inference_mode():
+        use_packed_linear(model, True)
+        packed = model(x).float()
+        use_packed_linear(model, False)
+        unpacked = model(x).float()
+        use_packed_linear(model, None)
         use_fused_attention(model, False)
         explicit = model(x).float()
         use_fused_attention(model, True)
@@ -461,6 +492,7 @@ def accuracy(model: nn.Module, x: Tensor, with_bf16: bool = True) -> dict[str, f
         use_fused_attention(model, None)
     return {
         "fused_vs_explicit_fp32_max_abs": (fused - explicit).abs().max().item(),
+        "packed_vs_unpacked_fp32_max_abs": (packed - unpacked).abs().max().item(),
         "bf16_vs_fp32_max_abs": None if bf16 is None else (bf16 - fused).abs().max().item(),
         "fp32_logits_max_abs": fused.abs().max().item(),
     }
@@ -474,7 +506,11 @@ def memory_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str
         paths = ["fused", "explicit"]
         if t2t_vit.PRESETS[t2t_vit.canonical_name(name)]["tokens_type"] == "performer":
             paths.append("official-performer")
+        if mode == "inference" and device.type == "cpu":
+            paths += list(LINEAR_PATHS)  # the packed copy of the weights is memory too
         for dtype, path in itertools.product(args.memory_dtypes, paths):
+            if path in LINEAR_PATHS and dtype != "fp32":
+                continue
             spec = {
                 "model": name,
                 "img_size": img_size,

@@ -82,6 +82,26 @@ def kind_of(event: Any) -> str:
     return "other"
 
 
+#: Who asked for a dtype conversion, by the op it runs under: autocast casts the operands
+#: of the ops on its lists; a mixed-dtype `add` or `cat` promotes its bf16 operand (the
+#: bf16 branch into the fp32 residual stream); anything else is the library's own.
+CONVERSION_ORIGINS = ("autocast", "type promotion", "library")
+_AUTOCAST_PARENTS = _GEMM_OPS | {"aten::conv2d", "aten::convolution"}
+_PROMOTING_PARENTS = {"aten::add", "aten::add_", "aten::cat", "aten::sub", "aten::mul"}
+
+
+def conversion_origin(event: Any) -> str:
+    """Which of `CONVERSION_ORIGINS` one `aten::_to_copy` tensor cast comes from."""
+    parent = event.cpu_parent
+    while parent is not None and parent.name in ("aten::to", "aten::_to_copy"):
+        parent = parent.cpu_parent
+    if parent is not None and parent.name in _AUTOCAST_PARENTS:
+        return "autocast"
+    if parent is not None and parent.name in _PROMOTING_PARENTS:
+        return "type promotion"
+    return "library"
+
+
 def profile_forward(run: Callable[[], Any], forwards: int) -> dict[str, Any]:
     """Self CPU milliseconds per kind and per op (per forward), plus copy calls and shapes."""
     from torch.profiler import ProfilerActivity, profile
@@ -93,8 +113,13 @@ def profile_forward(run: Callable[[], Any], forwards: int) -> dict[str, Any]:
     kinds = dict.fromkeys(KINDS, 0.0)
     ops: dict[str, float] = {}
     copies: dict[str, list[float]] = {}
+    origins = {o: {"calls": 0.0, "ms": 0.0} for o in CONVERSION_ORIGINS}
     for e in prof.events():
         ms = e.self_cpu_time_total / 1000 / forwards
+        if _is_tensor_cast(e):
+            origin = origins[conversion_origin(e)]
+            origin["calls"] += 1 / forwards
+            origin["ms"] += e.cpu_time_total / 1000 / forwards  # the cast and its copy
         kind = kind_of(e)
         kinds[kind] += ms
         ops[e.name] = ops.get(e.name, 0.0) + ms
@@ -114,6 +139,7 @@ def profile_forward(run: Callable[[], Any], forwards: int) -> dict[str, Any]:
         else 0.0,
         "top_ops_ms": dict(sorted(ops.items(), key=lambda kv: -kv[1])[:12]),
         "top_copies": [{"what": k, "ms": v[0], "calls": v[1]} for k, v in top_copies],
+        "conversions_by_origin": origins,
     }
 
 
@@ -193,6 +219,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 {"model": name, "batch": args.batch, "precision": precision, "profile": prof}
             )
     print(markdown(results))
+    for r in results:
+        origins = r["profile"]["conversions_by_origin"]
+        print(
+            f"{r['model']} {r['precision']}: conversions per forward by origin: "
+            + ", ".join(f"{o} {v['calls']:.0f} calls {v['ms']:.1f} ms" for o, v in origins.items())
+        )
     for r in results:
         print(f"{r['model']} {r['precision']}: largest copies (ms/forward, calls)")
         for c in r["profile"]["top_copies"]:

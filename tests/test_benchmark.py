@@ -67,6 +67,13 @@ def test_quick_benchmark_covers_every_variant_with_positive_ratios(
                     assert (model, mode, path, dtype) in seen
                 assert (("t2t-vit-14", mode, "official-performer", dtype) in seen) is True
     assert ("t2t-vit-t-14", "inference", "official-performer", "fp32") not in seen
+    # The linear paths: fp32 CPU inference only, where the packed GEMM can run.
+    linear = {(m, mode, p, d) for (m, mode, p, d) in seen if p in ("packed", "unpacked")}
+    assert linear == {
+        (m, "inference", p, "fp32")
+        for m in ("t2t-vit-t-14", "t2t-vit-14")
+        for p in ("packed", "unpacked")
+    }
     for r in rows:
         assert r["img_size"] == 32
         assert r["batch"] == 2
@@ -92,6 +99,7 @@ def test_quick_benchmark_measures_memory_stem_accuracy_and_kernels(
         ("t2t-vit-14", "fused"),
         ("t2t-vit-14", "explicit"),
         ("t2t-vit-14", "official-performer"),
+        *((m, p) for m in ("t2t-vit-t-14", "t2t-vit-14") for p in ("packed", "unpacked")),
     }
     for m in memory:
         assert _positive(m["peak_mib"])
@@ -107,6 +115,7 @@ def test_quick_benchmark_measures_memory_stem_accuracy_and_kernels(
     ):
         accuracy = groups[key]["accuracy"]
         assert accuracy["fused_vs_explicit_fp32_max_abs"] < 1e-5
+        assert accuracy["packed_vs_unpacked_fp32_max_abs"] < 1e-5
         assert 0 < accuracy["bf16_vs_fp32_max_abs"] < 0.05
         # The fused forward dispatches to SDPA's CPU flash kernel in both precisions.
         for kernels in groups[key]["sdpa_backends"].values():
@@ -157,6 +166,22 @@ def test_quick_profile_splits_the_forward_into_kinds(tmp_path: Path) -> None:
         # A bf16 model converts only inside the Performer kernel; fp32 converts nothing.
         if r["precision"] == "fp32":
             assert prof["kinds_ms"]["conversions"] == 0
+        # Who converts: under autocast, autocast itself, the promotion of each bf16 branch
+        # into the fp32 residual stream (2 per block, depth 2, and the class-token `cat`),
+        # and the library only in the Performer's fp32 kernel (k, q, v in and y out, per
+        # T2T layer); a bf16 model only in that kernel.
+        calls = {o: round(v["calls"]) for o, v in prof["conversions_by_origin"].items()}
+        performer = 8 if r["model"] == "t2t-vit-14" else 0
+        if r["precision"] == "bf16-autocast":
+            assert calls["autocast"] > 0
+            assert calls["type promotion"] == 2 * 2 + 1
+            assert calls["library"] == performer
+        else:
+            assert calls == {
+                "autocast": 0,
+                "type promotion": 0,
+                "library": performer * (r["precision"] == "bf16"),
+            }
     assert "| t2t-vit-14 | 2 | bf16 |" in done.stdout
 
 
@@ -176,12 +201,14 @@ def test_gpu_script_runs_its_steps_in_dry_mode(tmp_path: Path) -> None:
     assert "== compile: skipped in --dry" in done.stderr
     eager = json.loads((tmp_path / "eager" / "results.json").read_text())
     seen = {(r["batch"], r["path"], r["dtype"]) for r in eager["throughput"]}
+    # --dry runs on the CPU, so the fp32 linear paths (CPU only) come with it.
     assert seen == {
         (b, p, d)
         for b in (1, 2)
         for p in ("default", "fused", "explicit")
         for d in ("fp32", "bf16", "fp16")
-    }
+    } | {(b, p, "fp32") for b in (1, 2) for p in ("packed", "unpacked")}
     memory = json.loads((tmp_path / "memory" / "results.json").read_text())["memory"]
-    assert {(m["batch"], m["path"]) for m in memory} == {(2, "fused"), (2, "explicit")}
+    paths = {"fused", "explicit", "packed", "unpacked"}
+    assert {(m["batch"], m["path"]) for m in memory} == {(2, p) for p in paths}
     assert all(_positive(m["peak_mib"]) for m in memory)
