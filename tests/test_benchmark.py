@@ -212,3 +212,46 @@ def test_gpu_script_runs_its_steps_in_dry_mode(tmp_path: Path) -> None:
     paths = {"fused", "explicit", "packed", "unpacked"}
     assert {(m["batch"], m["path"]) for m in memory} == {(2, p) for p in paths}
     assert all(_positive(m["peak_mib"]) for m in memory)
+
+
+def test_official_code_script_runs_a_checkout_through_its_timm_stand_ins(tmp_path: Path) -> None:
+    # A stand-in checkout: `models/t2t_vit.py` imports the three timm 0.3.4 helpers the
+    # official code imports, and builds the network with the library (no official code here).
+    models = tmp_path / "checkout" / "models"
+    models.mkdir(parents=True)
+    (models / "__init__.py").write_text("from .t2t_vit import *\n")
+    (models / "t2t_vit.py").write_text(
+        "from timm.models.helpers import load_pretrained\n"
+        "from timm.models.registry import register_model\n"
+        "from timm.models.layers import DropPath, trunc_normal_\n"
+        "import torch, t2t_vit\n"
+        "@register_model\n"
+        "def t2t_vit_7(img_size=224):\n"
+        "    assert DropPath(0.5).eval()(torch.ones(2)).tolist() == [1.0, 1.0]\n"
+        "    return t2t_vit.create_model('t2t-vit-7', img_size=img_size)\n"
+    )
+    out = tmp_path / "official.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    script = str(ROOT / "benchmarks" / "official_code.py")
+    args = ["--official-root", str(tmp_path / "checkout"), "--models", "t2t-vit-7"]
+    args += ["--batch", "1", "--img-size", "32", "--rounds", "2", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["max_abs_logit_diff"] == 0.0
+    assert {len(s) for s in row["seconds"].values()} == {2}
+    assert row["default_vs_official"] == pytest.approx(
+        row["median_s"]["official"] / row["median_s"]["default"]
+    )
+    assert "t2t-vit-7 b1 fp32 1 thread(s): library" in done.stdout
+    missing = subprocess.run(
+        [sys.executable, script, "--official-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert missing.returncode != 0
+    assert f"--official-root {tmp_path}: no models/t2t_vit.py there" in missing.stderr
