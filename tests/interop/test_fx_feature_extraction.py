@@ -10,7 +10,7 @@ import pytest
 import torch
 from einops import rearrange
 
-from t2t_vit import T2TViT, create_feature_model
+from t2t_vit import T2TViT, create_feature_model, use_packed_linear
 
 pytestmark = pytest.mark.interop
 
@@ -31,6 +31,9 @@ def test_create_feature_extractor_gives_the_stem_block_and_logits_of_eager(
         return_nodes={"tokens_to_token.attention1": "stem", "blocks.1": "block", "head": "logits"},
     )
     features = create_feature_model(model, out_indices=(0, -1))
+    # The graph calls each `nn.Linear`; bit-equality needs eager on that GEMM too, not the
+    # packed one of CPU inference (tests/test_packed_linear.py: equal to rounding).
+    use_packed_linear(model, False)
     for height, width in SIZES:
         x = torch.randn(2, 3, height, width)
         with torch.no_grad():
@@ -46,6 +49,7 @@ def test_create_feature_extractor_on_the_feature_model_returns_its_maps() -> Non
     from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
     features = create_feature_model(T2TViT(**TINY)).eval()
+    use_packed_linear(features, False)  # bit-equality with the traced graph, as above
     # Each map is made contiguous last: those nodes are the maps.
     _, nodes = get_graph_node_names(features)
     maps = [node for node in nodes if node.startswith("contiguous")]
