@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -30,9 +31,9 @@ def _tiny() -> t2t_vit.T2TViT:
     ).eval()
 
 
-def _ops(fn: object) -> list[str]:
+def _ops(fn: Callable[[], object]) -> list[str]:
     with torch.profiler.profile() as prof:
-        fn()  # type: ignore[operator]
+        fn()
     return [e.name for e in prof.events()]
 
 
@@ -121,6 +122,23 @@ def test_hooked_and_patched_layers_keep_their_call() -> None:
     with torch.inference_mode():
         model(x)
     assert calls == [1]
+
+
+def test_global_hooks_see_every_module_call() -> None:
+    model, x = _tiny(), torch.randn(2, 3, 32, 32)
+    t2t_vit.use_packed_linear(model, True)
+    seen: list[nn.Module] = []
+    handle = nn.modules.module.register_module_forward_hook(lambda m, _i, _o: seen.append(m))
+    try:
+        with torch.inference_mode():
+            ops = _ops(lambda: model(x))
+    finally:
+        handle.remove()
+    performer_mlps = [m.mlp for m in model.modules() if isinstance(m, t2t_vit.TokenPerformer)]
+    assert len(performer_mlps) == 2
+    assert all(any(s is mlp for s in seen) for mlp in performer_mlps)
+    assert sum(isinstance(s, nn.Linear) for s in seen) == _linears(model)
+    assert PACKED_OP not in ops
 
 
 def test_quantized_layers_are_left_to_their_own_kernel() -> None:

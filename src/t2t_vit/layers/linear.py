@@ -68,10 +68,10 @@ def prefers_packed_linear(rows: int, dtype: torch.dtype, device: torch.device) -
     return flags is not None and "avx2" in flags and "avx512f" not in flags
 
 
-def _plain_call(module: nn.Module) -> bool:
-    """Whether `module(x)` is exactly `F.linear(x, weight, bias)`: no hooks, no patches."""
+def _plain_call(module: nn.Module, kind: type[nn.Module]) -> bool:
+    """Whether `module(x)` is exactly `kind.forward(module, x)`: no hooks, no patches."""
     return (
-        type(module) is nn.Linear
+        type(module) is kind
         and not module._forward_hooks
         and not module._forward_pre_hooks
         and "forward" not in module.__dict__
@@ -118,7 +118,7 @@ def linear(module: nn.Module, x: Tensor) -> Tensor:
         or x.device.type != "cpu"
         or x.dtype != torch.float32
         or precision.autocast_on_cpu()  # autocast casts `F.linear`'s operands, not this op's
-        or not _plain_call(module)
+        or not _plain_call(module, nn.Linear)
         or torch._C._get_tracing_state() is not None
         or not torch.backends.mkldnn.enabled
     ):
@@ -141,7 +141,7 @@ def linear(module: nn.Module, x: Tensor) -> Tensor:
 
 def sequential(module: nn.Module, x: Tensor) -> Tensor:
     """`module(x)` for an `nn.Sequential`, with each of its `nn.Linear` layers through `linear`."""
-    if not isinstance(module, nn.Sequential) or module._forward_hooks or module._forward_pre_hooks:
+    if not isinstance(module, nn.Sequential) or not _plain_call(module, nn.Sequential):
         return _call(module, x)
     for layer in module:
         x = linear(layer, x)
@@ -154,7 +154,7 @@ def use_packed_linear(model: nn.Module, enabled: bool | None = True) -> None:
     default).
 
     A packed layer keeps a second, packed copy of its weight while the model lives
-    (t2t-vit-14: 86 MB), and its results differ from `F.linear`'s by rounding only.
+    (t2t-vit-14: about 85 MiB), and its results differ from `F.linear`'s by rounding only.
     """
     for module in model.modules():
         if isinstance(module, nn.Linear):
