@@ -104,13 +104,15 @@ class OfficialFormT2TModule(T2TModule):
 
 
 def with_official_performer(model: nn.Module) -> nn.Module:
-    """A deep copy of `model` whose T2T stem runs the official Performer formulation."""
+    """A deep copy of `model` whose T2T stem runs the official Performer formulation, and
+    whose linear layers are `F.linear`, as in the official code."""
     twin = copy.deepcopy(model)
     for module in twin.modules():
         if type(module) is TokenPerformer:
             module.__class__ = OfficialFormPerformer
         elif type(module) is T2TModule:
             module.__class__ = OfficialFormT2TModule
+    use_packed_linear(twin, False)
     return twin
 
 
@@ -304,9 +306,8 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     use_fused_attention(
         model, PATHS.get(spec["path"], None if spec["path"] in LINEAR_PATHS else True)
     )
-    use_packed_linear(model, LINEAR_PATHS.get(spec["path"]))
-    if spec["path"] == "official-performer":
-        use_packed_linear(model, False)
+    if spec["path"] in LINEAR_PATHS:
+        use_packed_linear(model, LINEAR_PATHS[spec["path"]])
     x = torch.randn(spec["batch"], 3, spec["img_size"], spec["img_size"], device=device)
     step = make_step(model, model, spec["mode"], spec["dtype"], x)
     gc.collect()
@@ -382,8 +383,6 @@ def run_group(
     """All variants of one (model, size, batch, mode, compile) group, interleaved."""
     model = build(name, img_size, device, mode, args.depth)
     twin = with_official_performer(model) if has_performer(model) else None
-    if twin is not None:
-        use_packed_linear(twin, False)  # the official code's layers are `F.linear`
     # The packed GEMM runs in fp32 CPU inference only; each linear path gets its own copy,
     # so switching paths between rounds never repacks a weight.
     linear_paths = mode == "inference" and not compiled and device.type == "cpu"

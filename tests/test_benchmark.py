@@ -17,18 +17,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "benchmark.py"
 
 
+def _run_script(script: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """`python benchmarks/<script> <args>` on this source tree, its output captured."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        check=False,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
     out = tmp_path_factory.mktemp("bench")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=600,
-    )
+    done = _run_script(SCRIPT.name, "--quick", "--device", "cpu", "--out", str(out), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "results.json").read_text()), out, done.stdout
 
@@ -142,15 +146,7 @@ def test_quick_benchmark_writes_table_and_plot(
 
 def test_quick_profile_splits_the_forward_into_kinds(tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "profile_ops.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
+    done = _run_script("profile_ops.py", "--quick", "--out", str(out), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
     assert [(r["model"], r["precision"]) for r in results] == [
@@ -231,13 +227,9 @@ def test_official_code_script_runs_a_checkout_through_its_timm_stand_ins(tmp_pat
         "    return t2t_vit.create_model('t2t-vit-7', img_size=img_size)\n"
     )
     out = tmp_path / "official.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    script = str(ROOT / "benchmarks" / "official_code.py")
     args = ["--official-root", str(tmp_path / "checkout"), "--models", "t2t-vit-7"]
     args += ["--batch", "1", "--img-size", "32", "--rounds", "2", "--out", str(out)]
-    done = subprocess.run(
-        [sys.executable, script, *args], capture_output=True, text=True, env=env, timeout=300
-    )
+    done = _run_script("official_code.py", *args, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     (row,) = json.loads(out.read_text())["rows"]
     assert row["max_abs_logit_diff"] == 0.0
@@ -246,12 +238,6 @@ def test_official_code_script_runs_a_checkout_through_its_timm_stand_ins(tmp_pat
         row["median_s"]["official"] / row["median_s"]["default"]
     )
     assert "t2t-vit-7 b1 fp32 1 thread(s): library" in done.stdout
-    missing = subprocess.run(
-        [sys.executable, script, "--official-root", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    missing = _run_script("official_code.py", "--official-root", str(tmp_path), timeout=300)
     assert missing.returncode != 0
     assert f"--official-root {tmp_path}: no models/t2t_vit.py there" in missing.stderr
