@@ -68,6 +68,8 @@ def create_model(
     NCHW maps, the levels `out_indices` picks (default: the stem's T2T layers and the last
     block, strides 4, 8 and 16), with the classifier's parameter names. `levels`
     (`"all"` or `"pyramid"`, see `T2TFeatures`) sets the levels `out_indices` index.
+    `device` and `dtype` place the model as it is built (`device="meta"` allocates nothing),
+    as timm's `create_model` takes them.
 
     The model comes back in training mode, every submodule, as timm's `create_model`
     gives it, pretrained or not; call `.eval()` for inference (`from_pretrained` returns
@@ -82,9 +84,11 @@ def create_model(
     if pretrained:
         model = from_pretrained(name, **kwargs)
     else:
+        # timm's factory keywords: where and in which dtype the model is built.
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
         base = get_weights(name).model_args() if "." in name else PRESETS[canonical_name(name)]
         check_model_args(kwargs)
-        model = T2TViT(**{**base, **kwargs})
+        model = T2TViT(**{**base, **kwargs}, device=device, dtype=dtype)
         # A dict to fill in (`model.pretrained_cfg["labels"] = [...]`), saved with the model.
         cfg = default_pretrained_cfg(model.img_size, model.in_chans, model.num_classes)
         if "." in name and model.in_chans == 3:

@@ -18,14 +18,16 @@ import sys
 from typing import Any
 
 try:
-    from timm.models import generate_default_cfgs, register_model
+    from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 except ImportError as err:  # pragma: no cover - the extra is missing
     raise ImportError('t2t_vit.timm needs timm: pip install "t2t-vit[timm]"') from err
 
 from torch import nn
 
 from .factory import create_model
+from .models.features import T2TFeatures
 from .models.presets import PRESETS
+from .models.t2t_vit import T2TViT
 from .weights.pretrained_cfg import default_pretrained_cfg
 from .weights.registry import WEIGHTS, PretrainedWeights, get_weights
 
@@ -53,6 +55,15 @@ def _weights_of(preset: str) -> list[PretrainedWeights]:
     return [default, *(w for w in entries if w is not default)]
 
 
+def _first_layer(preset: str) -> str:
+    """The first layer with a weight that reads the image's channels (timm's `first_conv`,
+    which `in_chans` adaptation changes): the first T2T layer's query/key/value projection
+    (its input is the `in_chans x 7 x 7` soft split)."""
+    if PRESETS[preset].get("tokens_type") == "transformer":
+        return "tokens_to_token.attention1.attn.qkv"
+    return "tokens_to_token.attention1.kqv"
+
+
 def _cfg(preset: str, entry: PretrainedWeights | None) -> dict[str, Any]:
     if entry is None:
         args = PRESETS[preset]
@@ -72,7 +83,7 @@ def _cfg(preset: str, entry: PretrainedWeights | None) -> dict[str, Any]:
         "interpolation": cfg["interpolation"],
         "mean": tuple(cfg["mean"]),
         "std": tuple(cfg["std"]),
-        "first_conv": "tokens_to_token.attention1",
+        "first_conv": _first_layer(preset),
         "classifier": "head",
         "license": None if entry is None else entry.license,
         "origin_url": "https://github.com/yitu-opensource/T2T-ViT",
@@ -117,51 +128,129 @@ def _tag(preset: str, pretrained_cfg: Any) -> str | None:
     return str(tag)
 
 
-def _create(
-    preset: str,
-    pretrained: bool = False,
-    pretrained_cfg: Any = None,
-    pretrained_cfg_overlay: dict[str, Any] | None = None,
-    cache_dir: Any = None,
-    output_stride: int | None = None,
-    features_only: bool = False,
+#: The `features_only` keywords timm's builder and its callers (smp, transformers) pass.
+_FEATURE_KEYS = ("out_indices", "feature_cls", "levels", "norm", "output_fmt", "flatten_sequential")
+_FEATURE_CLASSES = ("getter", "hook", "list", "dict", "fx")
+
+
+def _feature_model(
+    model: nn.Module,
     out_indices: Any = None,
-    **kwargs: Any,
+    levels: str | None = None,
+    norm: bool = False,
+    output_fmt: str = "NCHW",
 ) -> nn.Module:
-    name = timm_name(preset)
-    if pretrained_cfg_overlay:
+    """timm's `feature_cls` for a T2T-ViT by default: this library's `T2TFeatures`."""
+    if output_fmt != "NCHW":
         raise ValueError(
-            f"pretrained_cfg_overlay={pretrained_cfg_overlay!r} is not supported for {name}: "
-            "its weights load through t2t_vit.from_pretrained; pass a folder written by "
-            "t2t_vit.save_pretrained to t2t_vit.create_model instead"
+            f"output_fmt={output_fmt!r} is not available for T2T-ViT features_only; "
+            "accepted: 'NCHW' (or feature_cls='getter', whose forward_intermediates takes 'NLC')"
         )
+    assert isinstance(model, T2TViT)
+    return T2TFeatures(model, out_indices=out_indices, norm=norm, levels=levels or "all")
+
+
+def _feature_cfg(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The `feature_cfg` for timm's builder: this library's feature model, unless the caller
+    names one of timm's wrappers with `feature_cls`."""
+    cfg = {k: kwargs.pop(k) for k in _FEATURE_KEYS if k in kwargs}
+    feature_cls = cfg.get("feature_cls")
+    if feature_cls is None:
+        cfg.pop("feature_cls", None)
+        cfg.pop("flatten_sequential", None)
+        cfg.setdefault("out_indices", None)  # the library's default levels, not timm's 0-4
+        return {"feature_cls": _feature_model, **cfg}
+    if isinstance(feature_cls, str) and feature_cls.lower() not in _FEATURE_CLASSES:
+        raise ValueError(
+            f"feature_cls={feature_cls!r} is not one of timm's feature wrappers for {name}; "
+            f"accepted: {', '.join(map(repr, _FEATURE_CLASSES))}, a class, or none (this "
+            "library's T2TFeatures)"
+        )
+    if "levels" in cfg:
+        raise ValueError(
+            f"levels={cfg['levels']!r} applies to this library's feature model; leave "
+            f"feature_cls={feature_cls!r} out to use it, or drop levels"
+        )
+    return cfg
+
+
+def _merge_cfg(
+    ours: dict[str, Any] | None,
+    timms: dict[str, Any],
+    explicit: dict[str, Any],
+) -> dict[str, Any]:
+    """One `pretrained_cfg` with timm's keys and this library's.
+
+    timm's resolved cfg (the tag's, with the caller's `pretrained_cfg` dict and overlay) is
+    the base; what the model itself fixes (its input size and channels, its labels, and the
+    loaded weights' source and metrics) replaces it; what the caller gave explicitly wins.
+    """
+    cfg = {**timms, **(ours or {}), **explicit}
+    labels = cfg.get("labels")
+    if cfg.get("label_names") is None and isinstance(labels, list):
+        cfg["label_names"] = list(labels)
+    return cfg
+
+
+def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """What timm's `create_model` calls: timm's own builder (`build_model_with_cfg`) around
+    this library's model, so timm's keywords work as for its own models.
+
+    timm resolves the `pretrained_cfg` (tag, `pretrained_cfg=`, `pretrained_cfg_overlay=`),
+    fills `num_classes`/`in_chans` from it, and wraps `features_only` models; the model and
+    its pretrained weights come from `t2t_vit.create_model`, whose loader converts the
+    original release files (timm's downloader cannot).
+    """
+    name = timm_name(preset)
+    pretrained_cfg = kwargs.pop("pretrained_cfg", None)
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    cache_dir = kwargs.pop("cache_dir", None)
+    output_stride = kwargs.pop("output_stride", None)
     if output_stride not in (None, 16):
         raise ValueError(
             f"output_stride={output_stride} is not available for {name}: its deepest maps "
             "have stride 16 (a T2T-ViT has no dilation); accepted: 16 or None"
         )
+    features_only = bool(kwargs.pop("features_only", False))
+    feature_cfg = _feature_cfg(name, kwargs) if features_only else None
+    if not features_only:
+        extra = [k for k in _FEATURE_KEYS if k in kwargs]
+        if extra:
+            raise ValueError(f"{extra[0]}={kwargs[extra[0]]!r} needs features_only=True")
     tag = _tag(preset, pretrained_cfg)
     if pretrained and tag is None:
         tag = get_weights(preset).tag  # raises, naming the presets with weights
     weights = preset if tag is None else f"{preset}.{tag}"
-    if pretrained and cache_dir is not None:
-        kwargs["cache_dir"] = cache_dir
-    model = create_model(
-        weights,
-        pretrained=pretrained,
+    explicit = {**(pretrained_cfg if isinstance(pretrained_cfg, dict) else {}), **overlay}
+    built: dict[str, Any] = {}
+
+    def build(**model_kwargs: Any) -> T2TViT:
+        if pretrained and cache_dir is not None:
+            model_kwargs["cache_dir"] = cache_dir
+        model = create_model(weights, pretrained=pretrained, **model_kwargs)
+        assert isinstance(model, T2TViT)
+        built["cfg"] = model.pretrained_cfg
+        return model
+
+    if tag is not None and not isinstance(pretrained_cfg, dict):
+        pretrained_cfg = tag
+    model: nn.Module = build_model_with_cfg(
+        build,
+        name,
+        pretrained=False,  # loaded by `build`, through this library's loader
+        pretrained_cfg=pretrained_cfg,
+        pretrained_cfg_overlay=overlay,
+        feature_cfg=feature_cfg,
         features_only=features_only,
-        out_indices=out_indices,
         **kwargs,
     )
-    if model.pretrained_cfg is None:
-        # Untrained: the preprocessing of the tag's weights (as timm keeps a tag's
-        # pretrained_cfg), else the official settings, at the model's own size, for
-        # timm.data.resolve_data_config.
-        in_chans, classes = int(model.config["in_chans"]), int(model.config["num_classes"])
-        cfg = default_pretrained_cfg(model.img_size, in_chans, classes)
-        if tag is not None:
-            cfg = {**get_weights(weights).pretrained_cfg(), "input_size": cfg["input_size"]}
-        model.pretrained_cfg = cfg
+    cfg = _merge_cfg(built.get("cfg"), dict(getattr(model, "pretrained_cfg", None) or {}), explicit)
+    if features_only and isinstance(model, T2TFeatures):
+        cfg.pop("classifier", None)
+        cfg["num_classes"] = 0
+    # One of timm's own wrappers has `default_cfg` as a plain attribute: kept in step.
+    for attr in ("pretrained_cfg", "default_cfg"):
+        setattr(model, attr, cfg)
     return model
 
 

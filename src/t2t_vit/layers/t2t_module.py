@@ -13,6 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .linear import linear
 from .precision import warn_if_bf16_emulated
+from .scripting import NotScriptable
 from .token_performer import TokenPerformer
 from .token_transformer import TokenTransformer
 
@@ -158,7 +159,7 @@ def _check_dtype(x: Tensor, weight: Tensor) -> None:
     )
 
 
-class T2TModule(nn.Module):
+class T2TModule(NotScriptable, nn.Module):
     """Tokens-to-Token stem, `(B, C, H, W) -> ((B, N, embed_dim), (h, w))`.
 
     Each soft split unfolds overlapping `kernel x kernel` patches into tokens;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -10,13 +11,23 @@ import torch
 from torch import Tensor, nn
 
 from .linear import linear, sequential
+from .scripting import NotScriptable
 
 __all__ = ["TokenPerformer"]
 
 
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager[Any]:
+    """Autocast off for the device; nothing to turn off where autocast has no backend (the
+    `meta` device of shape-only construction and tests, where `torch.autocast` raises)."""
+    available = getattr(torch.amp, "is_autocast_available", None)
+    if device_type == "meta" or (available is not None and not available(device_type)):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
 def _fp32_kernel_attention(layer: TokenPerformer, k: Tensor, q: Tensor, v: Tensor) -> Tensor:
     """The Performer's attention `(B, T, emb)` in fp32, also under autocast."""
-    with torch.autocast(device_type=k.device.type, enabled=False):
+    with _autocast_off(k.device.type):
         kp = layer.prm_exp(k.float())
         qp = layer.prm_exp(q.float())
         # Associativity keeps the cost linear in T: (qp kp^T) v == qp (kp^T v).
@@ -31,7 +42,7 @@ def _fp32_kernel_attention(layer: TokenPerformer, k: Tensor, q: Tensor, v: Tenso
 torch.fx.wrap("_fp32_kernel_attention")
 
 
-class TokenPerformer(nn.Module):
+class TokenPerformer(NotScriptable, nn.Module):
     """One T2T layer with Performer attention, `(B, N, dim) -> (B, N, in_dim)`.
 
     Softmax attention is approximated with positive orthogonal random features

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from .attention import Attention
 from .block import DropPath, Mlp
+from .scripting import NotScriptable
 
 __all__ = ["TokenAttention", "TokenTransformer"]
 
@@ -27,7 +28,7 @@ class TokenAttention(Attention):
         return rearrange(v, "b h n d -> b n (h d)") + self.attend_heads(q, k, v)
 
 
-class TokenTransformer(nn.Module):
+class TokenTransformer(NotScriptable, nn.Module):
     """One T2T layer with softmax attention, `(B, N, dim) -> (B, N, in_dim)`.
 
     `dim` is the width of the soft-split tokens (channels x kernel area) and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, overload
@@ -14,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers.block import Block
 from ..layers.linear import linear
 from ..layers.pos_embed import get_sinusoid_encoding, resample_pos_embed
+from ..layers.scripting import NotScriptable
 from ..layers.t2t_module import (
     DEFAULT_T2T_LAYERS,
     T2TModule,
@@ -27,7 +29,19 @@ from ..layers.t2t_module import (
 torch.fx.wrap("rearrange")
 torch.fx.wrap("resample_pos_embed")
 
-__all__ = ["MODEL_ARGS", "T2TViT", "check_model_args", "describe_levels", "resolve_level_indices"]
+__all__ = [
+    "GLOBAL_POOLS",
+    "MODEL_ARGS",
+    "T2TViT",
+    "check_global_pool",
+    "check_model_args",
+    "describe_levels",
+    "resolve_level_indices",
+]
+
+#: The poolings `forward_head` takes, as timm's ViT names them: the class token, the mean of
+#: the patch tokens, or none (the whole normalised sequence).
+GLOBAL_POOLS: tuple[str, ...] = ("token", "avg", "")
 
 # What forward_intermediates collects: one map per block, or (map, class token) pairs.
 _Intermediates: TypeAlias = "list[Tensor] | list[tuple[Tensor, Tensor]]"
@@ -75,6 +89,7 @@ _ARG_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     # The T2T module checks the layer specs and names the bad entry.
     "t2t_layers": ("a list of [kernel, stride, padding] triples", lambda v: True),
     "dynamic_img_size": _BOOL,
+    "global_pool": ("a string", lambda v: isinstance(v, str)),
 }
 
 
@@ -95,6 +110,10 @@ _ARG_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "attn_drop_rate": _RATE,
     "drop_path_rate": _RATE,
     "token_dim": _at_least(1),
+    "global_pool": (
+        "must be one of " + ", ".join(repr(p) for p in GLOBAL_POOLS),
+        lambda v: v in GLOBAL_POOLS,
+    ),
 }
 
 
@@ -122,6 +141,17 @@ def check_model_args(args: Mapping[str, Any]) -> None:
             bound, fits = _ARG_RANGES[key]
             if not fits(value):
                 raise ValueError(f"{key} {bound}, got {value!r}")
+
+
+def check_global_pool(global_pool: object) -> str:
+    """`global_pool` itself, or `ValueError` naming it and the poolings accepted."""
+    if not isinstance(global_pool, str) or global_pool not in GLOBAL_POOLS:
+        accepted = ", ".join(repr(p) for p in GLOBAL_POOLS)
+        raise ValueError(
+            f"global_pool={global_pool!r} is not supported by T2T-ViT; accepted: {accepted} "
+            "(the class token, the mean of the patch tokens, or no pooling)"
+        )
+    return global_pool
 
 
 def _describe(levels: Sequence[Mapping[str, Any]]) -> str:
@@ -217,7 +247,7 @@ def model_levels(model: Any) -> list[dict[str, Any]]:
     return levels
 
 
-class _TokenEmbedding:
+class _TokenEmbedding(NotScriptable):
     """Image to the encoder's input sequence, and the blocks' checkpointed call.
 
     Shared by `T2TViT` and `T2TFeatures`, which hold the same submodules under the
@@ -272,6 +302,17 @@ class _TokenEmbedding:
             "dynamic_img_size=True to resample the position table"
         )
 
+    pretrained_cfg: dict[str, Any] | None
+
+    @property
+    def default_cfg(self) -> dict[str, Any] | None:
+        """timm's older name of `pretrained_cfg` (the same dict)."""
+        return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, cfg: dict[str, Any] | None) -> None:
+        self.pretrained_cfg = cfg
+
     def _embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         tokens, grid = self.tokens_to_token(x)
         return self._add_positions(tokens, grid), grid
@@ -325,6 +366,10 @@ class T2TViT(_TokenEmbedding, nn.Module):
         token_dim: int = 64,
         t2t_layers: Sequence[Sequence[int]] = DEFAULT_T2T_LAYERS,
         dynamic_img_size: bool = True,
+        global_pool: str = "token",
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         """Build the network; the weights are randomly initialised.
 
@@ -354,9 +399,45 @@ class T2TViT(_TokenEmbedding, nn.Module):
                 paper's `((7, 4, 2), (3, 2, 1), (3, 2, 1))`.
             dynamic_img_size: Accept inputs of other sizes than `img_size`, with the
                 position table resampled to their token grid; with `False` they raise.
+            global_pool: What `forward_head` classifies, as timm's ViT: `'token'` the class
+                token (the paper's), `'avg'` the mean of the patch tokens, `''` every token.
+            device: Where the parameters and buffers are created (`'meta'` allocates
+                nothing), as timm's models take it.
+            dtype: Floating dtype of the parameters and buffers (as `model.to(dtype)`).
         """
         super().__init__()
         check_model_args({k: v for k, v in locals().items() if k in _ARG_TYPES})
+        if dtype is not None and not dtype.is_floating_point:
+            raise TypeError(f"dtype={dtype} is not a floating dtype; pass e.g. torch.float32")
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self._build(
+                img_size, tokens_type, in_chans, num_classes, embed_dim, depth, num_heads,
+                mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate,
+                token_dim, t2t_layers, dynamic_img_size, global_pool,
+            )  # fmt: skip
+        if dtype is not None:
+            self.to(dtype)
+
+    def _build(
+        self,
+        img_size: int | Sequence[int],
+        tokens_type: TokensType | str,
+        in_chans: int,
+        num_classes: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        qk_scale: float | None,
+        drop_rate: float,
+        attn_drop_rate: float,
+        drop_path_rate: float,
+        token_dim: int,
+        t2t_layers: Sequence[Sequence[int]],
+        dynamic_img_size: bool,
+        global_pool: str,
+    ) -> None:
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         self.img_size = _pair(img_size)
@@ -377,9 +458,11 @@ class T2TViT(_TokenEmbedding, nn.Module):
             "token_dim": token_dim,
             "t2t_layers": [list(layer) for layer in _check_layers(t2t_layers)],
             "dynamic_img_size": dynamic_img_size,
+            "global_pool": global_pool,
         }
         self.num_classes = num_classes
-        self.num_features = self.embed_dim = embed_dim
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.in_chans = in_chans
         self.dynamic_img_size = dynamic_img_size
         self.grad_checkpointing = False
@@ -447,6 +530,15 @@ class T2TViT(_TokenEmbedding, nn.Module):
         return {"cls_token"}
 
     @torch.jit.ignore  # type: ignore[untyped-decorator]
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (layer decay, `timm.optim`): the stem, class token and
+        position table first, then one group per block, the final norm last."""
+        return {
+            "stem": r"^cls_token|^pos_embed|^tokens_to_token",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
+
+    @torch.jit.ignore  # type: ignore[untyped-decorator]
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute the blocks and T2T layers in the backward pass to save memory."""
         self.grad_checkpointing = enable
@@ -456,13 +548,20 @@ class T2TViT(_TokenEmbedding, nn.Module):
         """The classification head."""
         return self.head
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a fresh one for `num_classes` (0 removes it)."""
-        self.num_classes = num_classes
-        self.config["num_classes"] = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        if isinstance(self.head, nn.Linear):
-            self._init_weights(self.head)
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head with a fresh one for `num_classes` (0 removes it), on the model's
+        device and dtype and in its mode; `global_pool` (`'token'`, `'avg'`, `''`) also
+        changes the pooling, `None` keeps it."""
+        check_model_args({"num_classes": num_classes})
+        if global_pool is not None:
+            self.global_pool = self.config["global_pool"] = check_global_pool(global_pool)
+        self.num_classes = self.config["num_classes"] = num_classes
+        like = self.cls_token
+        head: nn.Module = nn.Identity()
+        if num_classes > 0:
+            head = nn.Linear(self.embed_dim, num_classes, device=like.device, dtype=like.dtype)
+            self._init_weights(head)
+        self.head = head.train(self.training)
 
     # -- forward ----------------------------------------------------------------------
 
@@ -475,8 +574,13 @@ class T2TViT(_TokenEmbedding, nn.Module):
         return out
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """Tokens `(B, 1 + N, C)` to logits `(B, num_classes)` (or the class token)."""
-        x = x[:, 0]
+        """Tokens `(B, 1 + N, C)` to logits `(B, num_classes)`, or with `pre_logits` to what
+        the head takes: the class token, the patch tokens' mean (`global_pool='avg'`), or
+        every token (`global_pool=''`, then the logits are per token)."""
+        if self.global_pool == "token":
+            x = x[:, 0]
+        elif self.global_pool == "avg":
+            x = x[:, 1:].mean(dim=1)
         return x if pre_logits else linear(self.head, x)
 
     def forward(self, x: Tensor) -> Tensor:
