@@ -38,7 +38,8 @@ def test_device_and_dtype_place_every_tensor_as_built_and_stay_out_of_the_config
     # As `model.to(torch.bfloat16)`: the Performer's random features stay fp32.
     assert performer.tokens_to_token.attention1.w.dtype == torch.float32
     assert performer.head.weight.dtype == torch.bfloat16
-    assert "device" not in model.config and "dtype" not in model.config
+    assert "device" not in model.config
+    assert "dtype" not in model.config
     made = t2t_vit.create_model("t2t-vit-7", device="meta", dtype=torch.float16, **TINY)
     assert _places(made) == {("meta", torch.float16), ("meta", torch.float32)}
     with pytest.raises(TypeError, match=r"^dtype=torch.int64 is not a floating dtype"):
@@ -61,7 +62,8 @@ def test_global_pool_token_avg_and_none_pool_as_timms_vit() -> None:
     torch.testing.assert_close(avg, tokens[:, 1:].mean(dim=1))
     assert torch.equal(every, tokens)
     assert per_token.shape == (2, tokens.shape[1], 5)
-    assert model.config["global_pool"] == "" and model.global_pool == ""
+    assert model.config["global_pool"] == ""
+    assert model.global_pool == ""
     built = t2t_vit.T2TViT(**TINY, global_pool="avg")
     assert built.global_pool == built.config["global_pool"] == "avg"
 
@@ -89,7 +91,8 @@ def test_an_unknown_global_pool_is_refused_in_one_line_naming_the_accepted(call:
             "global_pool='max' is not supported by T2T-ViT; accepted: 'token', 'avg', '' "
             "(the class token, the mean of the patch tokens, or no pooling)"
         )
-        assert model.global_pool == "token" and model.num_classes == 1000
+        assert model.global_pool == "token"
+        assert model.num_classes == 1000
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -74,7 +74,8 @@ def test_pretrained_cfg_has_timms_keys_and_first_conv_and_classifier_name_real_w
         assert state[first + ".weight"].shape[1] == 3 * 7 * 7  # reads the image's channels
         assert cfg["num_classes"] == state["head.weight"].shape[0] == 1000
         # This library's keys beside timm's: preprocessing and labels.
-        assert cfg["labels"] == "imagenet-1k" and cfg["input_size"] == [3, 224, 224]
+        assert cfg["labels"] == "imagenet-1k"
+        assert cfg["input_size"] == [3, 224, 224]
         assert model.head_hidden_size == model.num_features
 
 
