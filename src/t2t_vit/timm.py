@@ -26,7 +26,7 @@ from torch import nn
 
 from .factory import create_model
 from .models.presets import PRESETS
-from .weights.pretrained_cfg import default_pretrained_cfg
+from .weights.pretrained_cfg import complete_pretrained_cfg, default_pretrained_cfg
 from .weights.registry import WEIGHTS, PretrainedWeights, get_weights
 
 __all__ = ["TIMM_NAMES", "timm_name"]
@@ -140,6 +140,11 @@ def _create(
             f"output_stride={output_stride} is not available for {name}: its deepest maps "
             "have stride 16 (a T2T-ViT has no dilation); accepted: 16 or None"
         )
+    from_folder = _create_from_folder(
+        preset, pretrained, pretrained_cfg, cache_dir, features_only, out_indices, kwargs
+    )
+    if from_folder is not None:
+        return from_folder
     tag = _tag(preset, pretrained_cfg)
     if pretrained and tag is None:
         tag = get_weights(preset).tag  # raises, naming the presets with weights
@@ -161,7 +166,78 @@ def _create(
         cfg = default_pretrained_cfg(model.img_size, in_chans, classes)
         if tag is not None:
             cfg = {**get_weights(weights).pretrained_cfg(), "input_size": cfg["input_size"]}
-        model.pretrained_cfg = cfg
+        model.pretrained_cfg = complete_pretrained_cfg(model, cfg)
+    return model
+
+
+#: The sources timm reads a folder's `config.json` from (`timm.create_model("local-dir:...")`).
+_FOLDER_SOURCES = ("local-dir", "hf-hub")
+
+
+def _folder_of(pretrained_cfg: Any) -> tuple[str, str] | None:
+    """`("local-dir", path)` or `("hf-hub", "org/name[@revision]")` when timm took the
+    architecture from a folder's `config.json`; `None` otherwise."""
+    if hasattr(pretrained_cfg, "to_dict"):
+        pretrained_cfg = pretrained_cfg.to_dict()
+    if not isinstance(pretrained_cfg, dict):
+        return None
+    source = pretrained_cfg.get("source")
+    if source not in _FOLDER_SOURCES:
+        return None
+    where = pretrained_cfg.get("file" if source == "local-dir" else "hf_hub_id")
+    return (source, where) if isinstance(where, str) and where else None
+
+
+def _create_from_folder(
+    preset: str,
+    pretrained: bool,
+    pretrained_cfg: Any,
+    cache_dir: Any,
+    features_only: bool,
+    out_indices: Any,
+    kwargs: dict[str, Any],
+) -> nn.Module | None:
+    """The model of a `local-dir:` or `hf-hub:` folder, or `None` for any other call.
+
+    timm reads the folder's `config.json` itself, calls the entry point its `architecture`
+    names and passes the folder's `model_args` as keywords (with a copy in
+    `pretrained_model_args`) and its `pretrained_cfg`, with the folder's place in it.
+    `pretrained=True` loads that folder through `t2t_vit.from_pretrained`, never the
+    registry's weights for the `tag` the folder's `pretrained_cfg` may name; keywords the
+    caller gave that differ from the folder's (`num_classes=10`, ...) apply as they do
+    there. `pretrained=False` builds the folder's architecture, untrained, with its
+    preprocessing.
+    """
+    found = _folder_of(pretrained_cfg)
+    if found is None:
+        return None
+    source, where = found
+    saved = kwargs.pop("pretrained_model_args", None) or {}
+    # What the caller asked for: timm added the folder's own arguments to the keywords.
+    asked = {k: v for k, v in kwargs.items() if not (k in saved and saved[k] == v)}
+    if pretrained:
+        name = where
+        if source == "hf-hub":
+            name, _, revision = where.partition("@")
+            asked.setdefault("revision", revision or None)
+            if cache_dir is not None:
+                asked.setdefault("cache_dir", cache_dir)
+        return create_model(
+            name, pretrained=True, features_only=features_only, out_indices=out_indices, **asked
+        )
+    # The folder's preprocessing and class names: timm's pretrained_cfg, where it found them
+    # left out; its class count unless the caller gives one (as timm's builder does).
+    cfg = dict(pretrained_cfg.to_dict() if hasattr(pretrained_cfg, "to_dict") else pretrained_cfg)
+    if isinstance(cfg.get("num_classes"), int):
+        kwargs.setdefault("num_classes", cfg["num_classes"])
+    model = create_model(preset, features_only=features_only, out_indices=out_indices, **kwargs)
+    names = cfg.get("label_names")
+    cfg = {k: v for k, v in cfg.items() if k not in ("source", "file", "hf_hub_id", "url")}
+    if isinstance(names, (list, tuple)) and len(names) == getattr(model, "num_classes", None):
+        cfg["labels"] = [str(n) for n in names]
+    cfg.pop("label_names", None)
+    cfg.pop("label_descriptions", None)
+    model.pretrained_cfg = complete_pretrained_cfg(model, cfg)
     return model
 
 

@@ -378,6 +378,9 @@ class T2TViT(_TokenEmbedding, nn.Module):
             "t2t_layers": [list(layer) for layer in _check_layers(t2t_layers)],
             "dynamic_img_size": dynamic_img_size,
         }
+        # timm's record of the arguments (`create_model` adds its own to it): its save_for_hf
+        # writes them as the folder's `model_args`, so timm and this library rebuild the network.
+        self._model_args: dict[str, Any] = dict(self.config)
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
         self.in_chans = in_chans
