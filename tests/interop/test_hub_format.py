@@ -279,6 +279,10 @@ def test_transformers_runs_a_publish_folder_exactly(
     # ImageNet-1k: transformers names the classes as this library does.
     assert config["label_names"] == t2t_vit.load_labels("imagenet-1k")
     _transformers_agree(done.folder, model, 224)
+    # The model card says so.
+    card = (done.folder / "README.md").read_text()
+    assert 'timm.create_model("hf-hub:acme/t2t-vit-7.official", pretrained=True)' in card
+    assert 'pipeline("image-classification", model="acme/t2t-vit-7.official")' in card
 
 
 # -- bad input -------------------------------------------------------------------------------

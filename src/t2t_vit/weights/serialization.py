@@ -294,6 +294,18 @@ def write_model_card(
         else 'model = t2t_vit.from_pretrained("path/to/this/folder")  # or "<org>/<repo>"',
         "```",
         "",
+        "timm and transformers read this folder too, once `t2t_vit.timm` registers the models:",
+        "",
+        "```python",
+        "import timm",
+        "import t2t_vit.timm",
+        "from transformers import pipeline",
+        "",
+        f'model = timm.create_model("{"hf-hub:" + name if name else "local-dir:path"}", '
+        "pretrained=True)",
+        f'classify = pipeline("image-classification", model="{name or "path"}")',
+        "```",
+        "",
         "## License",
         "",
         f"The weights keep the license of their source: `{license_id}`."
@@ -404,8 +416,9 @@ def _read_weights(path: Path, advice: str) -> dict[str, Tensor]:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # whatever torch.load raises for a bad pickle
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise PretrainedLoadError(
-                f"{path} is not a readable state dict (weights only: {err}). {advice}"
+                f"{path} is not a readable state dict (read weights only: {first}). {advice}"
             ) from None
         if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
             raise PretrainedLoadError(f"{path} holds no state dict of tensors. {advice}")
