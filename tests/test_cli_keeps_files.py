@@ -162,7 +162,7 @@ def test_convert_refuses_a_folder_holding_other_files_unless_forced(
     status, _, err = run(capsys, "convert", str(ckpt), str(out), "--model", spec, "--force")
     assert (status, err) == (0, "")
     assert (out / "train.py").read_text() == "print()"
-    assert json.loads((out / "config.json").read_text())["architecture"] == "T2TViT"
+    assert json.loads((out / "config.json").read_text())["architecture"] == "t2t_vit_t_14"
 
 
 def test_convert_writes_into_a_new_or_empty_folder_or_its_own_again(

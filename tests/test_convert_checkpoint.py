@@ -14,6 +14,7 @@ from safetensors import safe_open
 
 import t2t_vit
 from t2t_vit.cli import main
+from t2t_vit.weights.serialization import read_config
 
 
 class Foreign:
@@ -82,7 +83,7 @@ def test_official_checkpoint_converts_from_ema_weights_with_inferred_preset(
     with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
         assert sorted(f.keys()) == sorted(shapes)
         assert torch.equal(f.get_tensor("tokens_to_token.attention2.w"), torch.full((32, 64), 0.5))
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder / "config.json")
     args = config["model_args"]
     assert {k: args[k] for k in t2t_vit.PRESETS["t2t-vit-14"]} == t2t_vit.PRESETS["t2t-vit-14"]
     assert (args["num_classes"], args["img_size"], args["num_heads"]) == (1000, 224, 6)
@@ -119,7 +120,7 @@ def test_mmpretrain_checkpoint_maps_every_key_and_takes_registry_metadata(
                    "norm.weight", "head.bias", "blocks.0.attn.qkv.weight", "pos_embed")  # fmt: skip
         for key in checked:
             assert f.get_tensor(key).unique().tolist() == [value[key]]
-    cfg = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    cfg = read_config(folder / "config.json")["pretrained_cfg"]
     assert cfg["metrics"] == {"top1": 81.83, "top5": 95.84, "dataset": "imagenet-1k"}
     assert cfg["source"]["url"] == (
         "https://download.openmmlab.com/mmclassification/v0/t2t-vit/"
@@ -273,7 +274,7 @@ def test_cifar_checkpoint_with_registry_name_gets_cifar_preprocessing(tmp_path: 
     torch.save({"net": net, "acc": 98.3, "epoch": 59}, ckpt)
     result = t2t_vit.convert_checkpoint(ckpt, tmp_path / "out", model="t2t-vit-14.cifar10")
     assert (result.model_name, result.state_dict_key) == ("t2t-vit-14.cifar10", "net")
-    cfg = json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]
+    cfg = read_config(tmp_path / "out" / "config.json")["pretrained_cfg"]
     assert cfg["labels"] == "cifar-10"
     assert (cfg["mean"], cfg["std"]) == ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010])
     assert (cfg["crop_pct"], cfg["interpolation"], cfg["input_size"]) == (

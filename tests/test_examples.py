@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from t2t_vit import T2TViT
+from t2t_vit.weights.serialization import read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -197,7 +198,7 @@ def test_train_ddp_from_a_pretrained_folder_applies_its_flags_and_saves_a_predic
               "--epochs", "1", "--batch-size", "4", "--workers", "0", "--output", "ft"]  # fmt: skip
     out = _run([*common, "--img-size", "48", "--drop-path", "0.2"], tmp_path)
     assert "saved ft/model (t2t-vit predict --weights ft/model)" in out
-    config = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())
+    config = read_config(tmp_path / "ft" / "model" / "config.json")
     args = config["model_args"]
     assert (args["img_size"], args["drop_path_rate"], args["num_classes"]) == (48, 0.2, 2)
     assert config["pretrained_cfg"]["labels"] == ["blue", "red"]

@@ -16,10 +16,20 @@ from PIL import Image
 import t2t_vit
 from t2t_vit import T2TViT, param_groups_layer_decay
 from t2t_vit.cli import main
+from t2t_vit.weights.serialization import read_config
 
 TINY: dict[str, Any] = dict(img_size=32, embed_dim=32, depth=2, num_heads=2, token_dim=8)
 #: The ImageNet mean and std averaged over the three channels, for one-channel models.
 GREY_MEAN, GREY_STD = [0.449], [0.226]
+#: timm's keys of every pretrained_cfg, next to the preprocessing (timm's save_for_hf reads
+#: them); their values for the models of these tests.
+TIMM_KEYS: dict[str, Any] = dict(
+    architecture="t2t_vit_7",
+    fixed_input_size=False,
+    crop_mode="center",
+    first_conv="tokens_to_token.attention1.kqv",
+    classifier="head",
+)
 
 
 def _image(path: Path, mode: str = "RGB") -> Path:
@@ -35,14 +45,15 @@ def test_class_names_set_on_a_create_model_model_reach_predict_the_folder_and_th
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = t2t_vit.create_model("t2t-vit-7", num_classes=2, img_size=64)
-    assert model.pretrained_cfg == t2t_vit.default_pretrained_cfg((64, 64), 3, 2)
+    default = t2t_vit.default_pretrained_cfg((64, 64), 3, 2)
+    assert model.pretrained_cfg == {**default, **TIMM_KEYS, "num_classes": 2}
     model.pretrained_cfg["labels"] = ["cat", "dog"]  # the documented way
     image = _image(tmp_path / "x.png")
     (top,) = t2t_vit.predict(model, image, top_k=2)
     assert sorted(p.label for p in top) == ["cat", "dog"]
     folder = t2t_vit.save_pretrained(model, tmp_path / "pets")
-    saved = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
-    assert saved == {**t2t_vit.default_pretrained_cfg((64, 64), 3, 2), "labels": ["cat", "dog"]}
+    saved = read_config(folder / "config.json")["pretrained_cfg"]
+    assert saved == {**default, **TIMM_KEYS, "num_classes": 2, "labels": ["cat", "dog"]}
     assert t2t_vit.from_pretrained(folder).pretrained_cfg == saved
     status = main(["predict", str(image), "--weights", str(folder), "--top-k", "2", "--json"])
     out = capsys.readouterr().out
@@ -55,14 +66,19 @@ def test_a_partial_pretrained_cfg_is_completed_with_the_defaults(
 ) -> None:
     model = T2TViT(num_classes=3, **TINY)
     model.pretrained_cfg = {"labels": ["a", "b", "c"]}
-    expected = {**t2t_vit.default_pretrained_cfg((32, 32), 3, 3), "labels": ["a", "b", "c"]}
+    expected = {
+        **t2t_vit.default_pretrained_cfg((32, 32), 3, 3),
+        **TIMM_KEYS,
+        "num_classes": 3,
+        "labels": ["a", "b", "c"],
+    }
     assert t2t_vit.resolve_pretrained_cfg(model) == expected
     folder = t2t_vit.save_pretrained(model, tmp_path / "m")
-    assert json.loads((folder / "config.json").read_text())["pretrained_cfg"] == expected
+    assert read_config(folder / "config.json")["pretrained_cfg"] == expected
     other = t2t_vit.save_pretrained(
         T2TViT(num_classes=3, **TINY), tmp_path / "n", pretrained_cfg={"labels": ["x", "y", "z"]}
     )
-    saved = json.loads((other / "config.json").read_text())["pretrained_cfg"]
+    saved = read_config(other / "config.json")["pretrained_cfg"]
     assert saved == {**expected, "labels": ["x", "y", "z"]}
     image = _image(tmp_path / "x.png")
     for path, labels in ((folder, {"a", "b", "c"}), (other, {"x", "y", "z"})):

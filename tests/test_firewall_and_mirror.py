@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -25,6 +24,7 @@ import t2t_vit
 from t2t_vit import PretrainedLoadError
 from t2t_vit.cli import main
 from t2t_vit.weights import WEIGHTS
+from t2t_vit.weights.serialization import read_config
 
 #: Generous: a fallback takes well under a second here; the bound only catches retries.
 FALLBACK_SECONDS = 30.0
@@ -317,7 +317,7 @@ def test_convert_of_a_file_named_like_a_pinned_release_with_other_bytes_claims_n
         "note: inferred preset 't2t-vit-t-14' from the checkpoint's shapes",
         "read mmpretrain weights from state_dict; model: t2t-vit-t-14",
     ]
-    cfg = json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]
+    cfg = read_config(tmp_path / "out" / "config.json")["pretrained_cfg"]
     assert "metrics" not in cfg
     assert cfg["source"] == {
         "origin": f"converted from {name}",

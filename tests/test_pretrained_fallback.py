@@ -21,6 +21,7 @@ import t2t_vit
 from t2t_vit import PretrainedLoadError
 from t2t_vit.weights import WEIGHTS
 from t2t_vit.weights.errors import Attempt
+from t2t_vit.weights.serialization import read_config
 
 #: Generous: a fallback takes well under a second here; the bound only catches retries.
 FALLBACK_SECONDS = 30.0
@@ -399,11 +400,11 @@ def test_cache_dir_holds_the_converted_original(
 def test_a_model_with_another_head_does_not_claim_imagenet_labels(tmp_path: Path) -> None:
     model = t2t_vit.create_model("t2t-vit-7", num_classes=10)
     folder = t2t_vit.save_pretrained(model, tmp_path / "ten")
-    cfg = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    cfg = read_config(folder / "config.json")["pretrained_cfg"]
     assert cfg["labels"] == [str(i) for i in range(10)]
     model.pretrained_cfg = {**cfg, "labels": "imagenet-1k", "metrics": {"top1": 71.7}}
     t2t_vit.save_pretrained(model, folder)
-    cfg = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    cfg = read_config(folder / "config.json")["pretrained_cfg"]
     assert cfg["labels"] == [str(i) for i in range(10)]
     assert "metrics" not in cfg
     with pytest.raises(ValueError, match=r"^pretrained_cfg labels 'imagenet-1k' name 1000 "):

@@ -10,7 +10,7 @@ from .models.features import T2TFeatures, create_feature_model
 from .models.presets import PRESETS, canonical_name
 from .models.t2t_vit import T2TViT, check_model_args
 from .weights.pretrained import from_pretrained
-from .weights.pretrained_cfg import default_pretrained_cfg, label_count
+from .weights.pretrained_cfg import complete_pretrained_cfg, default_pretrained_cfg, label_count
 from .weights.registry import get_weights
 
 __all__ = ["create_model"]
@@ -99,7 +99,8 @@ def create_model(
             cfg.update({k: weights_cfg[k] for k in ("crop_pct", "interpolation", "mean", "std")})
             if label_count(weights_cfg["labels"]) == model.num_classes:
                 cfg["labels"] = weights_cfg["labels"]
-        model.pretrained_cfg = cfg
+        # With timm's keys (`architecture`, ...), which timm's save_for_hf reads.
+        model.pretrained_cfg = complete_pretrained_cfg(model, cfg)
     result = (
         create_feature_model(model, out_indices, levels=levels or "all") if features_only else model
     )

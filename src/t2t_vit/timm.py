@@ -28,7 +28,7 @@ from .factory import create_model
 from .models.features import T2TFeatures
 from .models.presets import PRESETS
 from .models.t2t_vit import T2TViT
-from .weights.pretrained_cfg import default_pretrained_cfg
+from .weights.pretrained_cfg import complete_pretrained_cfg, default_pretrained_cfg
 from .weights.registry import WEIGHTS, PretrainedWeights, get_weights
 
 __all__ = ["TIMM_NAMES", "timm_name"]
@@ -212,6 +212,13 @@ def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
             "have stride 16 (a T2T-ViT has no dilation); accepted: 16 or None"
         )
     features_only = bool(kwargs.pop("features_only", False))
+    if _folder_of(pretrained_cfg) is not None:
+        out_indices = kwargs.pop("out_indices", None)
+        from_folder = _create_from_folder(
+            preset, pretrained, pretrained_cfg, cache_dir, features_only, out_indices, kwargs
+        )
+        assert from_folder is not None
+        return from_folder
     feature_cfg = _feature_cfg(name, kwargs) if features_only else None
     if not features_only:
         extra = [k for k in _FEATURE_KEYS if k in kwargs]
@@ -251,6 +258,77 @@ def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     # One of timm's own wrappers has `default_cfg` as a plain attribute: kept in step.
     for attr in ("pretrained_cfg", "default_cfg"):
         setattr(model, attr, cfg)
+    return model
+
+
+#: The sources timm reads a folder's `config.json` from (`timm.create_model("local-dir:...")`).
+_FOLDER_SOURCES = ("local-dir", "hf-hub")
+
+
+def _folder_of(pretrained_cfg: Any) -> tuple[str, str] | None:
+    """`("local-dir", path)` or `("hf-hub", "org/name[@revision]")` when timm took the
+    architecture from a folder's `config.json`; `None` otherwise."""
+    if hasattr(pretrained_cfg, "to_dict"):
+        pretrained_cfg = pretrained_cfg.to_dict()
+    if not isinstance(pretrained_cfg, dict):
+        return None
+    source = pretrained_cfg.get("source")
+    if source not in _FOLDER_SOURCES:
+        return None
+    where = pretrained_cfg.get("file" if source == "local-dir" else "hf_hub_id")
+    return (source, where) if isinstance(where, str) and where else None
+
+
+def _create_from_folder(
+    preset: str,
+    pretrained: bool,
+    pretrained_cfg: Any,
+    cache_dir: Any,
+    features_only: bool,
+    out_indices: Any,
+    kwargs: dict[str, Any],
+) -> nn.Module | None:
+    """The model of a `local-dir:` or `hf-hub:` folder, or `None` for any other call.
+
+    timm reads the folder's `config.json` itself, calls the entry point its `architecture`
+    names and passes the folder's `model_args` as keywords (with a copy in
+    `pretrained_model_args`) and its `pretrained_cfg`, with the folder's place in it.
+    `pretrained=True` loads that folder through `t2t_vit.from_pretrained`, never the
+    registry's weights for the `tag` the folder's `pretrained_cfg` may name; keywords the
+    caller gave that differ from the folder's (`num_classes=10`, ...) apply as they do
+    there. `pretrained=False` builds the folder's architecture, untrained, with its
+    preprocessing.
+    """
+    found = _folder_of(pretrained_cfg)
+    if found is None:
+        return None
+    source, where = found
+    saved = kwargs.pop("pretrained_model_args", None) or {}
+    # What the caller asked for: timm added the folder's own arguments to the keywords.
+    asked = {k: v for k, v in kwargs.items() if not (k in saved and saved[k] == v)}
+    if pretrained:
+        name = where
+        if source == "hf-hub":
+            name, _, revision = where.partition("@")
+            asked.setdefault("revision", revision or None)
+            if cache_dir is not None:
+                asked.setdefault("cache_dir", cache_dir)
+        return create_model(
+            name, pretrained=True, features_only=features_only, out_indices=out_indices, **asked
+        )
+    # The folder's preprocessing and class names: timm's pretrained_cfg, where it found them
+    # left out; its class count unless the caller gives one (as timm's builder does).
+    cfg = dict(pretrained_cfg.to_dict() if hasattr(pretrained_cfg, "to_dict") else pretrained_cfg)
+    if isinstance(cfg.get("num_classes"), int):
+        kwargs.setdefault("num_classes", cfg["num_classes"])
+    model = create_model(preset, features_only=features_only, out_indices=out_indices, **kwargs)
+    names = cfg.get("label_names")
+    cfg = {k: v for k, v in cfg.items() if k not in ("source", "file", "hf_hub_id", "url")}
+    if isinstance(names, (list, tuple)) and len(names) == getattr(model, "num_classes", None):
+        cfg["labels"] = [str(n) for n in names]
+    cfg.pop("label_names", None)
+    cfg.pop("label_descriptions", None)
+    model.pretrained_cfg = complete_pretrained_cfg(model, cfg)
     return model
 
 

@@ -460,6 +460,9 @@ class T2TViT(_TokenEmbedding, nn.Module):
             "dynamic_img_size": dynamic_img_size,
             "global_pool": global_pool,
         }
+        # timm's record of the arguments (`create_model` adds its own to it): its save_for_hf
+        # writes them as the folder's `model_args`, so timm and this library rebuild the network.
+        self._model_args: dict[str, Any] = dict(self.config)
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim

@@ -27,12 +27,14 @@ from .convert import (
     detect_source,
     infer_model_args,
 )
+from .errors import PretrainedLoadError
 from .pretrained_cfg import default_pretrained_cfg
 from .registry import expected_sha256_prefix, find_weights_by_file_name, get_weights
 from .serialization import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
     WEIGHTS_NAME,
+    read_config,
     save_pretrained,
     write_model_card,
 )
@@ -351,9 +353,9 @@ def _written_by_convert(folder: Path) -> bool:
     if any(p.name not in _OWN_FILES and not p.name.endswith(".part") for p in folder.iterdir()):
         return False
     try:
-        config = json.loads((folder / CONFIG_NAME).read_text())
-        return config["architecture"] == "T2TViT" and "format" in config["pretrained_cfg"]["source"]
-    except (OSError, ValueError, KeyError, TypeError):
+        config = read_config(folder / CONFIG_NAME)
+        return "format" in config["pretrained_cfg"]["source"]
+    except (PretrainedLoadError, KeyError, TypeError):
         return False
 
 

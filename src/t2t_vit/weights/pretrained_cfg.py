@@ -6,11 +6,15 @@ from typing import Any
 
 from torch import nn
 
+from ..models.presets import PRESETS
+
 __all__ = [
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",
     "LABEL_SET_SIZES",
+    "architecture_of",
     "default_pretrained_cfg",
+    "first_layer",
     "label_count",
     "resolve_pretrained_cfg",
 ]
@@ -58,6 +62,43 @@ def _model_defaults(model: nn.Module) -> dict[str, Any]:
     )
 
 
+def architecture_of(model_args: dict[str, Any]) -> str:
+    """The timm name of the preset a `T2TViT`'s arguments are (`t2t_vit_14`); for other
+    arguments, the first preset with the same stem. timm's `architecture`: a saved folder's
+    `model_args` hold every argument, so any network is rebuilt from it."""
+    tokens_type = model_args.get("tokens_type", "performer")
+    same = [
+        p for p, args in PRESETS.items() if all(model_args.get(k) == v for k, v in args.items())
+    ]
+    stem = [p for p, args in PRESETS.items() if args["tokens_type"] == tokens_type]
+    return (same or stem or list(PRESETS))[0].replace("-", "_")
+
+
+def first_layer(model: nn.Module) -> str:
+    """The first weight the input meets (timm's `first_conv`)."""
+    for name, param in model.named_parameters():
+        if name.endswith(".weight") and param.ndim >= 2:
+            return name.removesuffix(".weight")
+    return "tokens_to_token"  # pragma: no cover - every stem has a weight
+
+
+def _timm_keys(model: nn.Module) -> dict[str, Any]:
+    """timm's keys of a model's `pretrained_cfg` (`architecture`, `num_classes`,
+    `first_conv`, ...), which timm's `save_for_hf` and tools read."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict):
+        return {}
+    num_classes = getattr(model, "num_classes", config.get("num_classes", 0))
+    return {
+        "architecture": architecture_of(config),
+        "num_classes": num_classes,
+        "fixed_input_size": not config.get("dynamic_img_size", True),
+        "crop_mode": "center",
+        "first_conv": first_layer(model),
+        "classifier": "head" if num_classes else None,
+    }
+
+
 #: The keys preprocessing and labelling read; a config missing one gets its default.
 _REQUIRED = ("input_size", "crop_pct", "interpolation", "mean", "std", "labels")
 
@@ -92,7 +133,7 @@ def complete_pretrained_cfg(model: nn.Module, cfg: dict[str, Any] | None) -> dic
     `None`) and labels that fit the model's head (see `resolve_pretrained_cfg`)."""
     num_classes = getattr(model, "num_classes", None)
     if not isinstance(cfg, dict):
-        return _model_defaults(model)
+        cfg = _model_defaults(model)
     missing = [key for key in _REQUIRED if key not in cfg]
     if missing:
         defaults = _model_defaults(model)
@@ -100,4 +141,9 @@ def complete_pretrained_cfg(model: nn.Module, cfg: dict[str, Any] | None) -> dic
     if isinstance(num_classes, int) and label_count(cfg.get("labels")) != num_classes:
         cfg = {k: v for k, v in cfg.items() if k != "metrics"}
         cfg["labels"] = [str(i) for i in range(num_classes)]
+        if "num_classes" in cfg:
+            cfg["num_classes"] = num_classes
+    timm_keys = _timm_keys(model)
+    if any(key not in cfg for key in timm_keys):
+        cfg = {**cfg, **{k: v for k, v in timm_keys.items() if k not in cfg}}
     return cfg

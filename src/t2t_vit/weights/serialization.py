@@ -1,7 +1,23 @@
 """The Hub folder on disk: `config.json` + `model.safetensors` (+ a model card `README.md`).
 
 `save_pretrained` writes it, `load_folder` builds the model it describes, wherever the folder
-came from (a user's own, a Hub download, a converted original).
+came from (a user's own, a Hub download, a converted original, timm's `save_for_hf`).
+
+`config.json` is timm's Hub layout, so that timm (`local-dir:` / `hf-hub:`) and transformers
+(`AutoModelForImageClassification`) read the folder too:
+
+- `architecture`: the timm name of the preset (`t2t_vit_14`); `model_args`: every other
+  `T2TViT` argument, so that any architecture is rebuilt exactly; `num_classes`,
+  `num_features`, `global_pool` and `label_names` (the class names) at the top, as timm
+  writes them;
+- `pretrained_cfg`: only keys of timm's `PretrainedCfg` (preprocessing, `tag`, `license`,
+  `first_conv`, `classifier`, ...), which timm builds a dataclass from;
+- `t2t_vit`: what timm has no field for: `labels` (a label-set name or the list), the
+  checkpoint's `metrics` and its `source`.
+
+`read_config` reads this layout, the one earlier versions wrote (`"architecture": "T2TViT"`,
+the whole `pretrained_cfg` with `labels`, `metrics` and `source` in it) and a folder timm
+wrote (a preset's name, `model_args` with the arguments its factory was given).
 """
 
 from __future__ import annotations
@@ -17,10 +33,18 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.pos_embed import resample_pos_embed
-from ..models.t2t_vit import T2TViT, _pair, check_model_args
+from ..models.presets import PRESETS
+from ..models.t2t_vit import MODEL_ARGS, T2TViT, _pair, check_model_args
 from .convert import StateDictMismatchError, adapt_input_channels, check_state_dict
 from .errors import PretrainedLoadError
-from .pretrained_cfg import complete_pretrained_cfg, label_count, resolve_pretrained_cfg
+from .pretrained_cfg import (
+    LABEL_SET_SIZES,
+    architecture_of,
+    complete_pretrained_cfg,
+    first_layer,
+    label_count,
+    resolve_pretrained_cfg,
+)
 
 __all__ = [
     "CONFIG_NAME",
@@ -34,6 +58,10 @@ __all__ = [
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+#: The weights file timm's `save_for_hf` writes by default (a pickle, read weights-only).
+TORCH_WEIGHTS_NAME = "pytorch_model.bin"
+#: The `architecture` of the folders earlier versions wrote, with every argument in `model_args`.
+LEGACY_ARCHITECTURE = "T2TViT"
 MODEL_CARD_NAME = "README.md"
 LIBRARY_NAME = "t2t-vit"
 
@@ -58,13 +86,14 @@ def save_pretrained(
 ) -> Path:
     """Write `config.json` (architecture and preprocessing) and `model.safetensors` to a folder.
 
-    `config.json` holds `{"architecture": "T2TViT", "model_args": {...T2TViT kwargs...},
-    "pretrained_cfg": {...}}`; `pretrained_cfg` defaults to the model's own, whose labels
-    always fit the model's head (see `resolve_pretrained_cfg`); a partial one
-    (`{"labels": [...]}`) is completed with the defaults. A given `pretrained_cfg` whose
-    labels name another number of classes than the model's is refused. Each file is
-    written under a temporary name and then renamed, so an interrupted save leaves no
-    half-written file under the final name.
+    `config.json` is timm's Hub layout (see the module's docstring), which this library, timm
+    (`timm.create_model("local-dir:PATH", pretrained=True)`) and transformers
+    (`AutoModelForImageClassification.from_pretrained(PATH)`) all read. `pretrained_cfg`
+    defaults to the model's own, whose labels always fit the model's head (see
+    `resolve_pretrained_cfg`); a partial one (`{"labels": [...]}`) is completed with the
+    defaults. A given `pretrained_cfg` whose labels name another number of classes than the
+    model's is refused. Each file is written under a temporary name and then renamed, so an
+    interrupted save leaves no half-written file under the final name.
     """
     from safetensors.torch import save_file
 
@@ -80,12 +109,7 @@ def save_pretrained(
             )
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
-    config = {
-        "architecture": "T2TViT",
-        "model_args": model.config,
-        # A partial config ({"labels": [...]}) is completed, so that the folder loads anywhere.
-        "pretrained_cfg": complete_pretrained_cfg(model, pretrained_cfg or model.pretrained_cfg),
-    }
+    config = _config_for(model, pretrained_cfg)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     part = out / f".{WEIGHTS_NAME}.part"
     save_file(state, str(part), metadata={"format": "pt"})
@@ -94,6 +118,101 @@ def save_pretrained(
     part.write_text(json.dumps(config, indent=2) + "\n")
     os.replace(part, out / CONFIG_NAME)
     return out
+
+
+#: The fields of timm's `PretrainedCfg` (timm 1.0): a folder's `pretrained_cfg` holds only
+#: these, since timm builds the dataclass from it (`PretrainedCfg(**pretrained_cfg)`).
+TIMM_CFG_KEYS = frozenset(
+    {
+        "url",
+        "file",
+        "state_dict",
+        "hf_hub_id",
+        "hf_hub_filename",
+        "source",
+        "architecture",
+        "tag",
+        "custom_load",
+        "input_size",
+        "test_input_size",
+        "min_input_size",
+        "fixed_input_size",
+        "interpolation",
+        "crop_pct",
+        "test_crop_pct",
+        "crop_mode",
+        "mean",
+        "std",
+        "num_classes",
+        "label_offset",
+        "label_names",
+        "label_descriptions",
+        "pool_size",
+        "test_pool_size",
+        "first_conv",
+        "classifier",
+        "license",
+        "description",
+        "origin_url",
+        "paper_name",
+        "paper_ids",
+        "notes",
+    }
+)
+#: Where timm found the weights: never saved, the folder is their place now.
+_LOCATION_KEYS = frozenset({"url", "file", "state_dict", "hf_hub_id", "hf_hub_filename"})
+#: The `config.json` key of what timm's `pretrained_cfg` has no field for.
+OWN_KEY = "t2t_vit"
+
+
+def _config_for(model: T2TViT, pretrained_cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """The content of `config.json` for `model` (see the module's docstring)."""
+    from ..inference.labels import load_labels
+
+    cfg = complete_pretrained_cfg(model, pretrained_cfg or model.pretrained_cfg)
+    args = dict(model.config)
+    # Not in model_args: transformers passes its own num_classes next to them.
+    num_classes = args.pop("num_classes")
+    architecture = architecture_of(model.config)
+    source = cfg.get("source")
+    own = {k: v for k, v in cfg.items() if k not in TIMM_CFG_KEYS}
+    if isinstance(source, dict):
+        own["source"] = source
+    timm_cfg = {
+        k: v
+        for k, v in cfg.items()
+        if k in TIMM_CFG_KEYS and k not in _LOCATION_KEYS and k not in ("source", "label_names")
+    }
+    timm_cfg.update(
+        architecture=architecture,
+        num_classes=num_classes,
+        fixed_input_size=not model.dynamic_img_size,
+        first_conv=first_layer(model),
+        classifier="head" if num_classes else None,
+    )
+    timm_cfg.setdefault("crop_mode", "center")
+    if isinstance(source, dict):
+        name = str(source.get("name") or "")
+        if "." in name and name.split(".")[0].replace("_", "-") in PRESETS:
+            timm_cfg.setdefault("tag", name.split(".", 1)[1])
+        if source.get("license"):
+            timm_cfg.setdefault("license", source["license"])
+    config: dict[str, Any] = {
+        "architecture": architecture,
+        "num_classes": num_classes,
+        "num_features": model.num_features,
+    }
+    pool = getattr(model, "global_pool", "token")
+    if isinstance(pool, str) and pool:
+        config["global_pool"] = pool
+    labels = own.get("labels")
+    if num_classes:
+        names = load_labels(labels) if isinstance(labels, str) else labels or []
+        config["label_names"] = [str(x) for x in names]
+    config["model_args"] = args
+    config["pretrained_cfg"] = timm_cfg
+    config[OWN_KEY] = own
+    return config
 
 
 def _short(labels: Any) -> str:
@@ -175,6 +294,18 @@ def write_model_card(
         else 'model = t2t_vit.from_pretrained("path/to/this/folder")  # or "<org>/<repo>"',
         "```",
         "",
+        "timm and transformers read this folder too, once `t2t_vit.timm` registers the models:",
+        "",
+        "```python",
+        "import timm",
+        "import t2t_vit.timm",
+        "from transformers import pipeline",
+        "",
+        f'model = timm.create_model("{"hf-hub:" + name if name else "local-dir:path"}", '
+        "pretrained=True)",
+        f'classify = pipeline("image-classification", model="{name or "path"}")',
+        "```",
+        "",
         "## License",
         "",
         f"The weights keep the license of their source: `{license_id}`."
@@ -194,22 +325,104 @@ def write_model_card(
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """The parsed `config.json` of a folder; `PretrainedLoadError` when it is not one."""
+    """The parsed `config.json` of a folder, in one form whichever layout it has (this
+    version's, an earlier version's, timm's): `architecture`, `model_args` with every
+    `T2TViT` argument the folder sets (`num_classes` included) and `pretrained_cfg` as a
+    model holds it (`labels`, `metrics` and `source` in it). `PretrainedLoadError` when it is
+    not one, or names an architecture that is not a T2T-ViT preset."""
     try:
-        config = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PretrainedLoadError(f"{path} is not a readable config.json: {err}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model_args"), dict):
+    if not isinstance(raw, dict):
         raise PretrainedLoadError(
-            f"{path} has no 'model_args' object; expected the layout save_pretrained writes"
+            f"{path} holds a JSON {type(raw).__name__}, not an object; expected the layout "
+            "save_pretrained writes"
         )
-    return config
+    architecture = raw.get("architecture", LEGACY_ARCHITECTURE)
+    model_args = raw.get("model_args")
+    if architecture == LEGACY_ARCHITECTURE:
+        if not isinstance(model_args, dict):
+            raise PretrainedLoadError(
+                f"{path} has no 'model_args' object; expected the layout save_pretrained writes"
+            )
+        base: dict[str, Any] = {}
+    else:
+        preset = _preset(architecture)
+        if preset is None:
+            known = ", ".join(p.replace("-", "_") for p in PRESETS)
+            raise PretrainedLoadError(
+                f"{path}: architecture {architecture!r} is not a T2T-ViT preset; accepted: "
+                f"{known} (or {LEGACY_ARCHITECTURE!r} with every argument in model_args)"
+            )
+        if model_args is not None and not isinstance(model_args, dict):
+            raise PretrainedLoadError(f"{path}: 'model_args' must be an object, got {model_args!r}")
+        base = dict(PRESETS[preset])
+    args = {**base, **_timm_only(model_args or {})}
+    if "num_classes" not in args and isinstance(raw.get("num_classes"), int):
+        args["num_classes"] = raw["num_classes"]
+    stored = raw.get("pretrained_cfg")
+    own = raw.get(OWN_KEY)
+    cfg = _own_cfg(
+        stored if isinstance(stored, dict) else {},
+        own if isinstance(own, dict) else {},
+        raw.get("label_names"),
+    )
+    return {**raw, "architecture": architecture, "model_args": args, "pretrained_cfg": cfg}
+
+
+def _preset(architecture: Any) -> str | None:
+    """The preset an `architecture` names (`t2t_vit_14`, `t2t-vit-14`); `None` for others."""
+    if not isinstance(architecture, str):
+        return None
+    key = architecture.strip().lower().replace("_", "-")
+    return key if key in PRESETS else None
+
+
+def _timm_only(model_args: dict[str, Any]) -> dict[str, Any]:
+    """`model_args` without timm's record of the pooling when this model cannot take it as
+    an argument and it is the one it does (the class token)."""
+    pool = model_args.get("global_pool", "")
+    if "global_pool" not in MODEL_ARGS and pool in ("token", None):
+        return {k: v for k, v in model_args.items() if k != "global_pool"}
+    return dict(model_args)
+
+
+def _own_cfg(stored: dict[str, Any], own: dict[str, Any], label_names: Any) -> dict[str, Any]:
+    """The `pretrained_cfg` a model holds, from a folder's `pretrained_cfg`, its `t2t_vit`
+    object and its `label_names` (timm's names of the classes)."""
+    from ..inference.labels import load_labels
+
+    cfg = {k: v for k, v in stored.items() if k not in _LOCATION_KEYS and k != "custom_load"}
+    if not isinstance(cfg.get("source"), dict):
+        cfg.pop("source", None)  # timm's: where it found this config
+    names = cfg.pop("label_names", None)
+    cfg.pop("label_descriptions", None)
+    cfg.update(own)
+    names = label_names if isinstance(label_names, list) else names
+    if "labels" not in cfg and isinstance(names, (list, tuple)) and names:
+        names = [str(x) for x in names]
+        # A label set's names are stored under its name, as this library names them.
+        sets = [s for s, n in LABEL_SET_SIZES.items() if n == len(names)]
+        cfg["labels"] = next((s for s in sets if load_labels(s) == names), names)
+    return cfg
 
 
 def _read_weights(path: Path, advice: str) -> dict[str, Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if path.name == TORCH_WEIGHTS_NAME:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # whatever torch.load raises for a bad pickle
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise PretrainedLoadError(
+                f"{path} is not a readable state dict (read weights only: {first}). {advice}"
+            ) from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
+            raise PretrainedLoadError(f"{path} holds no state dict of tensors. {advice}")
+        return {str(k): v for k, v in loaded.items()}
     try:
         state: dict[str, Tensor] = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as err:
@@ -276,14 +489,17 @@ def load_folder(
     check_load_args(num_classes, dtype)
     path = Path(folder)
     where = where or str(path)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if not (path / name).is_file():
+    weights = path / WEIGHTS_NAME
+    if not weights.is_file() and (path / TORCH_WEIGHTS_NAME).is_file():
+        weights = path / TORCH_WEIGHTS_NAME  # timm's save_for_hf without safetensors
+    for file in (path / CONFIG_NAME, weights):
+        if not file.is_file():
             raise PretrainedLoadError(
-                f"{path} has no {name}; expected {CONFIG_NAME} and {WEIGHTS_NAME} "
+                f"{path} has no {file.name}; expected {CONFIG_NAME} and {WEIGHTS_NAME} "
                 "(see t2t-vit convert)"
             )
     config = read_config(path / CONFIG_NAME)
-    state = _read_weights(path / WEIGHTS_NAME, advice)
+    state = _read_weights(weights, advice)
     model_args = dict(config["model_args"])
     model_args.update(overrides or {})
     cfg = dict(config.get("pretrained_cfg") or {})
@@ -370,6 +586,8 @@ def load_folder(
             mismatch=err,
         ) from None
     model.load_state_dict(state, strict=True, assign=True)
+    if "num_classes" in cfg:
+        cfg["num_classes"] = model.num_classes  # timm's key, for the head loaded
     model.pretrained_cfg = cfg or None
     # Labels that do not fit the head (a new num_classes) become class indices, and the
     # checkpoint's metrics go with them.
