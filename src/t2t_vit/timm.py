@@ -192,6 +192,10 @@ def _merge_cfg(
     return cfg
 
 
+#: The model keywords timm's builder fills from the `pretrained_cfg` when not given.
+_FILLED_BY_TIMM = ("num_classes", "in_chans", "global_pool")
+
+
 def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """What timm's `create_model` calls: timm's own builder (`build_model_with_cfg`) around
     this library's model, so timm's keywords work as for its own models.
@@ -231,9 +235,17 @@ def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     explicit = {**(pretrained_cfg if isinstance(pretrained_cfg, dict) else {}), **overlay}
     built: dict[str, Any] = {}
 
+    asked = set(kwargs)
+
     def build(**model_kwargs: Any) -> T2TViT:
-        if pretrained and cache_dir is not None:
-            model_kwargs["cache_dir"] = cache_dir
+        if pretrained:
+            # timm fills `num_classes`/`in_chans` from the cfg; the loader takes the
+            # checkpoint's own unless the caller asked for others.
+            for key in _FILLED_BY_TIMM:
+                if key not in asked:
+                    model_kwargs.pop(key, None)
+            if cache_dir is not None:
+                model_kwargs["cache_dir"] = cache_dir
         model = create_model(weights, pretrained=pretrained, **model_kwargs)
         assert isinstance(model, T2TViT)
         built["cfg"] = model.pretrained_cfg

@@ -442,7 +442,10 @@ class T2TViT(_TokenEmbedding, nn.Module):
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         self.img_size = _pair(img_size)
         self.config: dict[str, Any] = {
-            "img_size": list(self.img_size) if self.img_size[0] != self.img_size[1] else img_size,
+            # One spelling per size: an int for a square (timm writes `[64, 64]` for 64).
+            "img_size": list(self.img_size)
+            if self.img_size[0] != self.img_size[1]
+            else self.img_size[0],
             "tokens_type": tokens_type,
             "in_chans": in_chans,
             "num_classes": num_classes,
