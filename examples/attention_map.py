@@ -4,6 +4,8 @@
     python examples/attention_map.py IMAGE --out map.png --random t2t-vit-t-14 [--palette]
     python examples/attention_map.py IMAGE --out map.png --weights DIR | --model NAME
 
+`--out` is never the input image, and an existing file is replaced only with `--force`.
+
 Writes a picture: the crop the model sees, the rollout over the encoder blocks
 (Abnar & Zuidema, 2020) overlaid on it and, for a transformer stem, the attention
 each token of the first T2T layer receives (56x56 tokens at 224x224). `--random`
@@ -20,6 +22,7 @@ import torch
 from PIL import Image
 
 import t2t_vit
+from t2t_vit.output import check_output_file, write_file
 
 
 def load(args: argparse.Namespace) -> t2t_vit.T2TViT:
@@ -36,6 +39,15 @@ def load(args: argparse.Namespace) -> t2t_vit.T2TViT:
     return t2t_vit.from_pretrained(args.model)
 
 
+def inputs_of(args: argparse.Namespace) -> dict[str, str]:
+    """The files this run reads, which `--out` must never be."""
+    found = {args.image: "the input image"}
+    if args.weights:
+        for name in ("config.json", "model.safetensors"):
+            found[f"{args.weights}/{name}"] = f"the --weights folder's {name}"
+    return found
+
+
 def stretch(m: torch.Tensor) -> torch.Tensor:
     return (m - m.min()) / (m.max() - m.min()).clamp_min(1e-12)
 
@@ -44,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("--out", required=True, help="output PNG")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--model", help="preset or Hub repository with weights")
     group.add_argument("--weights", help="a folder written by save_pretrained")
@@ -53,6 +66,12 @@ def main() -> None:
         "--palette", action="store_true", help="save with 256 colours (smaller, e.g. for docs)"
     )
     args = parser.parse_args()
+    inputs = inputs_of(args)
+    try:
+        # Before any work: the picture must not replace the photo or an existing file.
+        check_output_file(args.out, inputs, force=args.force, option="--out")
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
 
     model = load(args)
     transform = t2t_vit.EvalTransform.from_model(model)
@@ -72,7 +91,13 @@ def main() -> None:
         sheet.paste(panel, (k * (width + 4), 0))
     if args.palette:
         sheet = sheet.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    sheet.save(args.out, optimize=True)
+    write_file(
+        args.out,
+        lambda path: sheet.save(path, optimize=True),
+        inputs,
+        force=args.force,
+        option="--out",
+    )
     print(f"wrote {args.out} ({len(panels)} panels of {width}x{height})")
 
 

@@ -4,7 +4,8 @@
     python examples/feature_maps.py IMAGE --weights DIR | --model NAME
 
 Prints each chosen block's `(B, C, h, w)` map and class token; `--out` saves the
-maps' per-token feature norm, one panel per block, as a picture.
+maps' per-token feature norm, one panel per block, as a picture (never over the input
+image; over an existing file only with `--force`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 import t2t_vit
+from t2t_vit.output import check_output_file, write_file
 
 
 def load(args: argparse.Namespace) -> t2t_vit.T2TViT:
@@ -39,7 +41,18 @@ def main() -> None:
     group.add_argument("--tiny", action="store_true", help="a tiny randomly initialised model")
     parser.add_argument("--blocks", type=int, nargs="*", default=None, help="block indices")
     parser.add_argument("--out", help="save the feature-norm maps to this PNG")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     args = parser.parse_args()
+    inputs = {args.image: "the input image"}
+    if args.weights:
+        for name in ("config.json", "model.safetensors"):
+            inputs[f"{args.weights}/{name}"] = f"the --weights folder's {name}"
+    if args.out:
+        try:
+            # Before any work: the picture must not replace the photo or an existing file.
+            check_output_file(args.out, inputs, force=args.force, option="--out")
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
 
     model = load(args).eval()
     x = t2t_vit.preprocess(args.image, model)
@@ -70,7 +83,7 @@ def main() -> None:
         sheet = Image.new("L", (132 * len(panels), 128), 255)
         for k, panel in enumerate(panels):
             sheet.paste(panel, (132 * k, 0))
-        sheet.save(args.out)
+        write_file(args.out, sheet.save, inputs, force=args.force, option="--out")
         print(f"wrote {args.out}")
 
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import t2t_vit
+from t2t_vit.output import check_output_file, write_file
 
 NUM_CLASSES = 11  # background + 10 digits
 VARIANTS = ("t2t", "t2t-neck", "patch")
@@ -266,8 +267,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}"
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument("--verbose", action="store_true", help="print held-out mIoU per epoch")
     args = parser.parse_args(argv)
+    if args.json:
+        try:
+            # Before training: the results must not replace a file of the user's.
+            check_output_file(args.json, force=args.force, option="--json")
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
 
@@ -294,8 +302,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             flush=True,
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        text = json.dumps(results, indent=2)
+        write_file(args.json, text, force=args.force, option="--json")
     return results
 
 

@@ -8,9 +8,12 @@
 loop is a plain one: AdamW on layer-wise lr-decay groups, a cosine schedule with
 warm-up, a `DistributedSampler`, optional bf16 autocast and gradient
 checkpointing. After every epoch rank 0 writes `OUTPUT/checkpoint.pt` (model,
-optimizer and scheduler states, to resume) and `OUTPUT/model`, a `save_pretrained`
+optimizer and scheduler states) and `OUTPUT/model`, a `save_pretrained`
 folder with the class names that `t2t-vit predict --weights OUTPUT/model`,
-`t2t-vit evaluate` and `t2t_vit.from_pretrained` load. It runs on CPUs (gloo) as
+`t2t-vit evaluate` and `t2t_vit.from_pretrained` load. `--resume` continues the run
+in `OUTPUT` from its checkpoint (after the last finished epoch, up to `--epochs`); an
+`OUTPUT` that holds an earlier run is otherwise refused, unless `--force` starts a new
+run over it. It runs on CPUs (gloo) as
 well as GPUs (nccl); without `torchrun` it trains in one process. `--model tiny`
 is a 32-wide, 2-block model for smoke tests.
 """
@@ -18,6 +21,7 @@ is a 32-wide, 2-block model for smoke tests.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import time
@@ -41,9 +45,20 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 import t2t_vit
 from t2t_vit import T2TViT, cosine_with_warmup, param_groups_layer_decay
+from t2t_vit.output import FolderPolicy, check_folder, write_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 TINY = dict(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, token_dim=8)
+CHECKPOINT, MODEL = "checkpoint.pt", "model"
+#: An OUTPUT holding an earlier run is continued (--resume) or replaced (--force), never
+#: overwritten by accident.
+RUN_POLICY = FolderPolicy(
+    writer="train_ddp.py",
+    what="--output",
+    policy="it holds an earlier run",
+    advice="pass --resume to continue that run, --force to start a new one over it, or "
+    "choose another --output",
+)
 
 
 class ImageFolder(Dataset[tuple[Tensor, int]]):
@@ -233,12 +248,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--output",
         default="output",
-        help="rank 0 writes OUTPUT/checkpoint.pt (to resume) and OUTPUT/model, a "
+        help="rank 0 writes OUTPUT/checkpoint.pt (for --resume) and OUTPUT/model, a "
         "save_pretrained folder for t2t-vit predict/evaluate --weights and from_pretrained",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUTPUT from OUTPUT/checkpoint.pt (up to --epochs)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="start a new run over an earlier one in OUTPUT"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10)
     args = p.parse_args(argv)
+    check_output(p, args)
 
     rank, world, device = setup()
     train(args, rank, world, device)
@@ -249,16 +273,58 @@ def main(argv: list[str] | None = None) -> None:
         dist.destroy_process_group()
 
 
+def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Before any work: --resume needs a checkpoint, and a new run never replaces one."""
+    output = Path(args.output)
+    if args.resume and args.force:
+        parser.error("--resume continues the run in --output, --force starts a new one: give one")
+    if args.resume:
+        if not (output / CHECKPOINT).is_file():
+            parser.error(f"--resume: no {output / CHECKPOINT} to continue from")
+        return
+    try:
+        check_folder(output, [CHECKPOINT, MODEL], RUN_POLICY, overwrite=args.force)
+        if args.pretrained:
+            # Even with --force, the run never saves over the folder it starts from.
+            names = ["config.json", "model.safetensors"]
+            inputs = {Path(args.pretrained) / n: f"the --pretrained folder's {n}" for n in names}
+            check_folder(output / MODEL, names, RUN_POLICY, inputs=inputs, overwrite=True)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
+
+
+def resume(args: argparse.Namespace, classes: list[str]) -> tuple[T2TViT, dict[str, Any]]:
+    """The model of OUTPUT/checkpoint.pt, and the checkpoint (optimizer, scheduler, step)."""
+    path = Path(args.output) / CHECKPOINT
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["classes"] != classes:
+        raise SystemExit(
+            f"--resume: {path} was trained on the classes {state['classes']}, --data has {classes}"
+        )
+    model = T2TViT(**state["config"])
+    model.load_state_dict(state["model"])
+    model.pretrained_cfg = state["pretrained_cfg"]
+    return model, state
+
+
 def train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> None:
     """The training loop of this process; rank 0 writes the checkpoint after each epoch."""
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     classes = class_folders(args.data)
-    model = build_model(args, len(classes)).to(device)
-    # The model's own preprocessing config: its mean and std for training, and the class
-    # names and input size for the saved folder, so that predict sees what training saw.
-    cfg = {k: v for k, v in t2t_vit.resolve_pretrained_cfg(model).items() if k not in ("metrics",)}
-    cfg["labels"] = classes
-    model.pretrained_cfg = cfg
+    resumed: dict[str, Any] | None = None
+    if args.resume:
+        model, resumed = resume(args, classes)
+        cfg = dict(model.pretrained_cfg or {})
+    else:
+        model = build_model(args, len(classes))
+        # The model's own preprocessing config: its mean and std for training, and the class
+        # names and input size for the saved folder, so that predict sees what training saw.
+        cfg = {
+            k: v for k, v in t2t_vit.resolve_pretrained_cfg(model).items() if k not in ("metrics",)
+        }
+        cfg["labels"] = classes
+        model.pretrained_cfg = cfg
+    model = model.to(device)
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
     size = model.img_size[0]
     train_set = ImageFolder(args.data, size, mean, std, train=True, classes=classes)
@@ -297,6 +363,21 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_with_warmup(s, total, warmup)
     )
+    step, first_epoch = 0, 0
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        step, first_epoch = resumed["step"], resumed["epoch"] + 1
+        if rank == 0:
+            print(
+                f"resumed {Path(args.output) / CHECKPOINT} after epoch {resumed['epoch']} "
+                f"(step {step})",
+                flush=True,
+            )
+        if first_epoch >= args.epochs or step >= total:
+            if rank == 0:
+                print(f"nothing to resume: the run already did {step} of {total} steps")
+            return
     if rank == 0:
         print(
             f"world_size={world} device={device} images={len(train_set)} "
@@ -305,8 +386,8 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
         )
 
     output = Path(args.output)
-    step, start = 0, time.perf_counter()
-    for epoch in range(args.epochs):
+    start = time.perf_counter()
+    for epoch in range(first_epoch, args.epochs):
         sampler.set_epoch(epoch)
         ddp.train()
         for x, y in loader:
@@ -334,24 +415,30 @@ def train(args: argparse.Namespace, rank: int, world: int, device: torch.device)
             if rank == 0:
                 print(f"epoch {epoch} val accuracy {acc:.4f}", flush=True)
         if rank == 0:
+            made = not output.exists()
             output.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "config": model.config,
-                    "classes": train_set.classes,
-                },
-                output / "checkpoint.pt",
-            )
-            print(f"saved {output / 'checkpoint.pt'} (epoch {epoch}, step {step})", flush=True)
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "config": model.config,
+                "pretrained_cfg": cfg,
+                "classes": train_set.classes,
+            }
+            try:
+                # This run's own checkpoint (checked at the start): replaced whole, never half.
+                write_file(output / CHECKPOINT, functools.partial(torch.save, state), force=True)
+            except BaseException:
+                if made:
+                    output.rmdir()  # as it was: no folder
+                raise
+            print(f"saved {output / CHECKPOINT} (epoch {epoch}, step {step})", flush=True)
             # The weights alone, with their config: what predict, evaluate and
             # from_pretrained load.
-            t2t_vit.save_pretrained(model, output / "model")
-            print(f"saved {output / 'model'} (t2t-vit predict --weights {output / 'model'})")
+            t2t_vit.save_pretrained(model, output / MODEL, overwrite=args.force)
+            print(f"saved {output / MODEL} (t2t-vit predict --weights {output / MODEL})")
         if step >= total:
             break
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from t2t_vit import T2TViT, cosine_with_warmup, param_groups_layer_decay
+from t2t_vit.output import check_output_file, write_file
 
 #: (kernel, stride, padding) per soft split, sized for 8x8 inputs.
 SMALL_STEM = ((3, 1, 1), (3, 2, 1))
@@ -148,10 +149,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "--stems", default="transformer,patch", help="comma-separated tokens_type values to train"
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument(
         "--verbose", action="store_true", help="print loss and test accuracy per epoch"
     )
     args = parser.parse_args(argv)
+    if args.json:
+        try:
+            # Before training: the results must not replace a file of the user's.
+            check_output_file(args.json, force=args.force, option="--json")
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     results = []
@@ -166,8 +174,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             flush=True,
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        text = json.dumps(results, indent=2)
+        write_file(args.json, text, force=args.force, option="--json")
     return results
 
 

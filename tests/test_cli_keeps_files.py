@@ -193,7 +193,7 @@ def test_convert_never_overwrites_its_input(
     status, _, err = run(capsys, "convert", str(weights), str(folder), "--model", spec, "--force")
     assert status == 2
     assert err == (
-        f"t2t-vit convert: error: converting {weights} into {folder} would overwrite the "
-        "checkpoint itself; choose another output folder\n"
+        f"t2t-vit convert: error: writing {weights} would overwrite the checkpoint itself; "
+        "choose another output folder\n"
     )
     assert weights.read_bytes() == before

@@ -69,13 +69,15 @@ def test_official_checkpoint_converts_from_ema_weights_with_inferred_preset(
         "model.safetensors",
     ]
     lines = out.splitlines()
-    assert lines[:3] == [
+    assert lines[:4] == [
+        "note: took the EMA weights under 'state_dict_ema', as for the official files; the "
+        "checkpoint also holds raw weights under 'state_dict'",
         "note: inferred preset 't2t-vit-14' from the checkpoint's shapes",
         "note: the shapes also fit t2t-vit-14-resnext (num_heads differs); pass --model to choose",
         "read official weights from state_dict_ema; model: t2t-vit-14",
     ]
     for line, name in zip(
-        lines[3:], ["model.safetensors", "config.json", "README.md"], strict=True
+        lines[4:], ["model.safetensors", "config.json", "README.md"], strict=True
     ):
         digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         assert line == f"{digest}  {folder / name}"

@@ -217,8 +217,8 @@ def test_train_ddp_from_a_pretrained_folder_applies_its_flags_and_saves_a_predic
     # --model names the architecture it expects; one that is not the folder's is refused.
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, *common, "--model", "t2t-vit-14"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=180, check=False,
+        [sys.executable, *common, "--model", "t2t-vit-14", "--output", "ft2"], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (

@@ -159,7 +159,7 @@ def test_layer_decay_refuses_fsdp1_in_one_line() -> None:
         param_groups_layer_decay(wrapper)
     assert str(err.value) == (
         "param_groups_layer_decay cannot read FullyShardedDataParallel's flattened "
-        "parameters; build the groups with FSDP2 (torch.distributed.fsdp.fully_shard), "
+        "parameters; use FSDP2 (torch.distributed.fsdp.fully_shard), "
         "which keeps the model and its parameter names"
     )
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from .models.wrappers import unwrap_model
+
 __all__ = ["cosine_with_warmup", "layer_id", "param_groups_layer_decay"]
 
 #: Parameter-name prefixes of the embedding layer (layer id 0).
@@ -25,33 +27,11 @@ def layer_id(name: str, depth: int) -> int:
     return depth + 1
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside `torch.compile`'s and (Distributed)DataParallel's wrappers, whose
-    parameters are the same tensors under their own names."""
-    from torch.distributed.fsdp import FullyShardedDataParallel
-    from torch.nn.parallel import DataParallel, DistributedDataParallel
-
-    while True:
-        if isinstance(model, FullyShardedDataParallel):
-            raise ValueError(
-                "param_groups_layer_decay cannot read FullyShardedDataParallel's flattened "
-                "parameters; build the groups with FSDP2 (torch.distributed.fsdp.fully_shard), "
-                "which keeps the model and its parameter names"
-            )
-        inner = getattr(model, "_orig_mod", None)  # torch.compile's OptimizedModule
-        if isinstance(inner, nn.Module):
-            model = inner
-        elif isinstance(model, (DataParallel, DistributedDataParallel)):
-            model = model.module
-        else:
-            return model
-
-
 def param_groups_layer_decay(
     model: nn.Module,
     weight_decay: float = 0.05,
     layer_decay: float = 0.75,
-    no_weight_decay: Iterable[str] = (),
+    no_weight_decay: str | Iterable[str] = (),
     lr: float | None = None,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups with layer-wise learning-rate decay (BEiT-style).
@@ -60,8 +40,8 @@ def param_groups_layer_decay(
     parameter in layer `i` gets `lr_scale = layer_decay ** (depth + 1 - i)`, so the
     head trains at the full rate and the stem at `layer_decay ** (depth + 1)`.
     One-dimensional parameters (biases, norms), names ending in `.bias`, the
-    model's `no_weight_decay()` names and the names in `no_weight_decay` take no
-    weight decay. Frozen parameters are left out. Each group carries `lr_scale`,
+    model's `no_weight_decay()` names and the names in `no_weight_decay` (one name or
+    several) take no weight decay. Frozen parameters are left out. Each group carries `lr_scale`,
     `layer_id`, `weight_decay` and `param_names`; with `lr` given it also has
     `lr = lr * lr_scale`, so `torch.optim.lr_scheduler.LambdaLR` keeps the ratios.
     Groups are ordered by layer id, decayed group first.
@@ -70,7 +50,7 @@ def param_groups_layer_decay(
     through the wrapper: the groups hold the same parameters, named without the wrapper's
     `_orig_mod.` or `module.` prefix.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model, "param_groups_layer_decay")
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.ModuleList):
         raise ValueError(
@@ -82,12 +62,14 @@ def param_groups_layer_decay(
     if weight_decay < 0.0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     depth = len(blocks)
-    skip = set(no_weight_decay)
+    # One name given as a string is that name, not its characters.
+    given = {no_weight_decay} if isinstance(no_weight_decay, str) else set(no_weight_decay)
+    skip = set(given)
     model_skip = getattr(model, "no_weight_decay", None)
     if callable(model_skip):
         skip |= set(model_skip())
     names = {name for name, _ in model.named_parameters()}
-    unknown = sorted(set(no_weight_decay) - names)
+    unknown = sorted(given - names)
     if unknown:
         raise ValueError(f"no_weight_decay names {unknown} are not parameters of the model")
 

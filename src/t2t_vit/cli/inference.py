@@ -12,7 +12,9 @@ from typing import Any
 from ..factory import create_model
 from ..models.presets import PRESETS, canonical_name
 from ..models.t2t_vit import T2TViT
+from ..output import check_output_file, write_file
 from ..weights.pretrained import from_pretrained
+from ..weights.serialization import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = ["load_model", "register"]
 
@@ -345,6 +347,15 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inputs(image: str, weights: str | None) -> dict[Path, str]:
+    """The files a command reads, which its output must never be."""
+    found = {Path(image): "the input image"}
+    if weights:
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            found[Path(weights) / name] = f"the --weights folder's {name}"
+    return found
+
+
 def _attention(args: argparse.Namespace) -> int:
     from ..inference.preprocess import EvalTransform, require_pillow
     from ..inference.visualize import colormap_lut, overlay_map, rollout
@@ -359,23 +370,18 @@ def _attention(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     colormap_lut(args.colormap)
     out = Path(args.out)
-    if out.parent and not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder not found: {str(out.parent)!r}")
     if out.suffix.lower() not in require_pillow().registered_extensions():
         raise ValueError(
             f"--out {str(out)!r} has no image file ending Pillow writes; use e.g. .png or .jpg"
         )
-    if out.exists() and os.path.samefile(out, args.image):
-        raise ValueError(f"--out {str(out)!r} is the input image; give another file name")
-    if out.exists() and not args.force:
-        raise FileExistsError(
-            f"--out {str(out)!r} exists; give another file name, or --force to replace it"
-        )
+    inputs = _inputs(args.image, args.weights)
+    check_output_file(out, inputs, force=args.force, option="--out")
     model = load_model(args.model, args.weights)
     transform = EvalTransform.from_model(model)
     crop = transform.resize_crop(args.image)
     x = transform.to_tensor(crop)[None]
     mask = rollout(model, x)[0]
-    overlay_map(crop, mask, alpha=args.alpha, colormap=args.colormap).save(out)
+    picture = overlay_map(crop, mask, alpha=args.alpha, colormap=args.colormap)
+    write_file(out, picture.save, inputs, force=args.force, option="--out")
     print(f"wrote {out} ({crop.size[0]}x{crop.size[1]}, {mask.shape[0]}x{mask.shape[1]} tokens)")
     return 0

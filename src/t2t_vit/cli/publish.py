@@ -25,6 +25,11 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--out", default="t2t-vit-publish", metavar="DIR", help="where to write the folders"
     )
     parser.add_argument("--dry-run", action="store_true", help="write the folders, upload nothing")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write OUT/<name>/ even if it holds files that an earlier publish did not write",
+    )
     parser.add_argument("--token", help="Hub token (default: the logged-in one)")
     parser.set_defaults(func=run)
 
@@ -34,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from ..weights.publish import publish
 
     for done in publish(
-        args.org, args.names, out_dir=args.out, dry_run=args.dry_run, token=args.token
+        args.org,
+        args.names,
+        out_dir=args.out,
+        dry_run=args.dry_run,
+        token=args.token,
+        force=args.force,
     ):
         what = "dry run, not uploaded" if args.dry_run else f"uploaded to {done.repo_id}"
         print(f"{done.name}: {done.folder} (original sha256 {done.original_sha256}); {what}")

@@ -4,6 +4,7 @@ converted into a Hub folder."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -19,9 +20,10 @@ from torch import Tensor
 
 from ..models.presets import PRESETS, canonical_name
 from ..models.t2t_vit import T2TViT, check_model_args
+from ..models.wrappers import strip_wrapper_prefixes
+from ..output import TEMP_PREFIX, FolderPolicy, check_folder, write_folder
 from .convert import (
     StateDictMismatchError,
-    _strip_prefix,
     check_state_dict,
     convert_state_dict,
     detect_source,
@@ -34,9 +36,9 @@ from .serialization import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
     WEIGHTS_NAME,
+    folder_files,
+    model_card,
     read_config,
-    save_pretrained,
-    write_model_card,
 )
 
 __all__ = [
@@ -55,9 +57,12 @@ __all__ = [
 #: assigns the (already weights-only-safe) attribute values.
 SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
 
-#: Keys that hold the weights in a training checkpoint, in order of preference: timm's EMA
-#: weights (what the official evaluation loads), then the raw ones, then other trainers'.
-STATE_DICT_KEYS: tuple[str, ...] = ("state_dict_ema", "state_dict", "model", "net")
+#: Keys that hold the weights in a training checkpoint, in order of preference: the EMA
+#: weights (timm's `state_dict_ema`, what the official evaluation loads; DeiT's
+#: `model_ema`), then the raw ones, then other trainers'.
+STATE_DICT_KEYS: tuple[str, ...] = ("state_dict_ema", "model_ema", "state_dict", "model", "net")
+#: The keys of `STATE_DICT_KEYS` that hold averaged (EMA) weights.
+EMA_KEYS: tuple[str, ...] = ("state_dict_ema", "model_ema")
 
 
 class UnsafeCheckpointError(ValueError):
@@ -219,7 +224,8 @@ def _is_state_dict(obj: Any) -> bool:
 
 def extract_state_dict(checkpoint: Any) -> tuple[dict[str, Tensor], str | None]:
     """The weights in a loaded checkpoint and the key they were under (`None`: the whole
-    object is the state dict). Prefers `state_dict_ema`, then `state_dict`, `model`, `net`."""
+    object is the state dict). Prefers the EMA weights (`state_dict_ema`, `model_ema`), then
+    `state_dict`, `model`, `net`."""
     if isinstance(checkpoint, Mapping):
         for key in STATE_DICT_KEYS:
             if _is_state_dict(checkpoint.get(key)):
@@ -232,6 +238,19 @@ def extract_state_dict(checkpoint: Any) -> tuple[dict[str, Tensor], str | None]:
             f"holding parameter tensors, or a flat name -> tensor mapping; its keys: {keys}"
         )
     raise ValueError(f"expected a checkpoint dict, got {type(checkpoint).__name__}")
+
+
+def _ema_note(checkpoint: Any, key: str | None) -> list[str]:
+    """Which weights were taken when the checkpoint holds both averaged and raw ones."""
+    if key not in EMA_KEYS or not isinstance(checkpoint, Mapping):
+        return []
+    raw = [k for k in STATE_DICT_KEYS if k not in EMA_KEYS and _is_state_dict(checkpoint.get(k))]
+    if not raw:
+        return []
+    return [
+        f"took the EMA weights under {key!r}, as for the official files; the checkpoint also "
+        f"holds raw weights under {raw[0]!r}"
+    ]
 
 
 # -- conversion into a Hub folder ------------------------------------------------------------
@@ -321,8 +340,12 @@ def _resolve_model(
         return _read_model_json(Path(model)), None, entry, notes
     if isinstance(model, str):
         preset = canonical_name(model)
-        _, inferred, _ = infer_model_args(state_dict)
-        extra = {k: inferred[k] for k in ("num_classes", "img_size")}
+        inferred: dict[str, Any] = {}
+        # No T2T layer to read sizes from: the check against the preset says what differs.
+        with contextlib.suppress(ValueError):
+            inferred = infer_model_args(state_dict)[1]
+        sizes = ("num_classes", "img_size", "in_chans")
+        extra: dict[str, Any] = {k: inferred[k] for k in sizes if k in inferred}
         return {**PRESETS[preset], **extra}, preset, entry, notes
     if entry is not None:
         notes.append(f"recognised {entry.file_name} as registry weights {entry.name!r}")
@@ -350,7 +373,9 @@ _OWN_FILES = frozenset({WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME, "provenance.
 def _written_by_convert(folder: Path) -> bool:
     """Whether `folder` holds only what `convert_checkpoint` writes, its `config.json` with the
     `pretrained_cfg.source.format` only conversion records."""
-    if any(p.name not in _OWN_FILES and not p.name.endswith(".part") for p in folder.iterdir()):
+    if any(
+        p.name not in _OWN_FILES and not p.name.startswith(TEMP_PREFIX) for p in folder.iterdir()
+    ):
         return False
     try:
         config = read_config(folder / CONFIG_NAME)
@@ -359,28 +384,14 @@ def _written_by_convert(folder: Path) -> bool:
         return False
 
 
-def _check_out_dir(checkpoint: Path, out: Path, *, force: bool = False) -> None:
-    """Refuse an output folder that would lose files: the checkpoint itself, or (without
-    `force`) a folder holding files that an earlier conversion did not write."""
-    for name in sorted(_OWN_FILES - {"provenance.json"}):
-        target = out / name
-        if target.exists() and checkpoint.exists() and os.path.samefile(target, checkpoint):
-            raise ValueError(
-                f"converting {checkpoint} into {out} would overwrite the checkpoint itself; "
-                "choose another output folder"
-            )
-    if force or not out.exists():
-        return
-    if not out.is_dir():
-        raise FileExistsError(f"output folder {str(out)!r} is a file")
-    if any(out.iterdir()) and not _written_by_convert(out):
-        shown = sorted(p.name for p in out.iterdir())
-        listed = ", ".join(shown[:5]) + (f", ... ({len(shown)} entries)" if len(shown) > 5 else "")
-        raise FileExistsError(
-            f"output folder {str(out)!r} holds other files ({listed}); convert writes into a "
-            "new or empty folder, or one it wrote before; pass --force (force=True) to write "
-            "there anyway"
-        )
+#: Where `convert_checkpoint` may write: a new or empty folder, or one it wrote before.
+CONVERT_POLICY = FolderPolicy(
+    writer="convert",
+    policy="convert writes into a new or empty folder, or one it wrote before",
+    force_flag="--force (force=True)",
+    mine=_written_by_convert,
+    exclusive=True,
+)
 
 
 def convert_checkpoint(
@@ -407,18 +418,28 @@ def convert_checkpoint(
 
     `out_dir` must be new, empty, or a folder this function wrote before; `force=True`
     writes into any folder (replacing its `config.json`, `model.safetensors` and
-    `README.md`). The checkpoint itself is never overwritten.
+    `README.md`). The checkpoint itself is never overwritten. The three files are built in
+    memory and written all or nothing (`t2t_vit.output`).
     """
     path = Path(checkpoint)
-    _check_out_dir(path, Path(out_dir), force=force)
-    raw, key = extract_state_dict(load_checkpoint(path, trust_checkpoint=trust_checkpoint))
+    names = (WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME)
+    inputs = {path: "the checkpoint itself"}
+    if isinstance(model, str) and model.endswith(".json"):
+        inputs[Path(model)] = "the --model file"
+    # Refused before the checkpoint is read; checked again when the files are written.
+    check_folder(out_dir, names, CONVERT_POLICY, inputs=inputs, overwrite=force)
+    loaded = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    raw, key = extract_state_dict(loaded)
+    notes_first = _ema_note(loaded, key)
+    raw = strip_wrapper_prefixes(raw)
     prefixes = tuple(ignore_keys)
-    dropped = sorted(k for k in raw if prefixes and k.removeprefix("module.").startswith(prefixes))
+    dropped = sorted(k for k in raw if prefixes and k.startswith(prefixes))
     raw = {k: v for k, v in raw.items() if k not in dropped}
-    detected: str = detect_source(_strip_prefix(raw, "module.")) if source == "auto" else source
+    detected: str = detect_source(raw) if source == "auto" else source
     state_dict = convert_state_dict(raw, source=detected)
     sha256 = sha256 or sha256sum(path)
     model_args, name, entry, notes = _resolve_model(model, state_dict, path.name, sha256)
+    notes[:0] = notes_first
     if entry is not None and entry.source != detected:
         notes.append(
             f"registry entry {entry.name!r} is {entry.source}; the file reads as {detected}"
@@ -443,9 +464,11 @@ def convert_checkpoint(
         cfg["source"] = {"origin": f"converted from {path.name}", "file_name": path.name}
     cfg["source"]["sha256"] = sha256
     cfg["source"]["format"] = detected
-    out = save_pretrained(net, out_dir, pretrained_cfg=cfg)
-    write_model_card(out, model_args=net.config, pretrained_cfg=cfg, name=name)
-    files = {n: sha256sum(out / n) for n in (WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME)}
+    contents = folder_files(net, cfg)
+    card = model_card(model_args=net.config, pretrained_cfg=cfg, name=name)
+    contents[MODEL_CARD_NAME] = card.encode()
+    out = write_folder(out_dir, contents, CONVERT_POLICY, inputs=inputs, overwrite=force)
+    files = {n: hashlib.sha256(contents[n]).hexdigest() for n in names}
     if dropped:
         notes.append(f"dropped {len(dropped)} ignored keys: {', '.join(dropped)}")
     return ConversionResult(

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.presets import PRESETS
+from ..models.wrappers import strip_wrapper_prefixes
 
 __all__ = [
     "SOURCES",
@@ -39,15 +40,9 @@ _MMPRETRAIN_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
-def _strip_prefix(state_dict: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    if state_dict and all(k.startswith(prefix) for k in state_dict):
-        return {k[len(prefix) :]: v for k, v in state_dict.items()}
-    return dict(state_dict)
-
-
 def detect_source(state_dict: Mapping[str, Tensor]) -> str:
     """`'mmpretrain'` for OpenMMLab key names (`backbone.`, `head.layers.`), else `'official'`."""
-    keys = [k.removeprefix("module.") for k in state_dict]
+    keys = list(strip_wrapper_prefixes(state_dict))
     if any(k.startswith(("backbone.", "head.layers.")) for k in keys):
         return "mmpretrain"
     return "official"
@@ -81,8 +76,9 @@ def convert_state_dict(
     """Convert a state dict of the `source` layout to this library's layout.
 
     `official`: the released `yitu-opensource/T2T-ViT` checkpoints. This library
-    keeps the official key names, so only a DataParallel/DDP `module.` prefix is
-    removed. `mmpretrain`: OpenMMLab's T2T-ViT_t files (`backbone.encoder.N.ln1`,
+    keeps the official key names, so only the `module.` (DataParallel/DDP) and
+    `_orig_mod.` (`torch.compile`) prefixes are removed. `mmpretrain`: OpenMMLab's
+    T2T-ViT_t files (`backbone.encoder.N.ln1`,
     `ffn.layers.0.0`, `head.layers.head`, ...) are renamed to the official names.
     `auto` picks one with `detect_source`. With `model`, the result is checked
     against it: every key present, none extra, every shape equal (`check_state_dict`).
@@ -93,7 +89,7 @@ def convert_state_dict(
         )
     if not isinstance(state_dict, Mapping) or not state_dict:
         raise ValueError("expected a non-empty mapping of parameter names to tensors")
-    out = _strip_prefix(state_dict, "module.")
+    out = strip_wrapper_prefixes(state_dict)
     if source == "auto":
         source = detect_source(out)
     if source == "mmpretrain":
@@ -199,9 +195,11 @@ def infer_model_args(
 
     Returns `(preset, kwargs, alternatives)`: the first preset whose shapes fit (`None`
     when none does), `T2TViT` kwargs (the preset's, with `num_classes` and `img_size`
-    from the head and position table), and other presets with the same shapes (they
+    from the head and position table, and `in_chans` from the first layer when it is not
+    3), and other presets with the same shapes (they
     can differ in `num_heads`, which shapes do not show).
     """
+    state_dict = strip_wrapper_prefixes(state_dict)
     if "tokens_to_token.attention1.kqv.weight" in state_dict:
         tokens_type = "performer"
     elif "tokens_to_token.attention1.attn.qkv.weight" in state_dict:
@@ -245,6 +243,9 @@ def infer_model_args(
         "qkv_bias": "blocks.0.attn.qkv.bias" in state_dict,
     }
     extra = {"num_classes": num_classes, "img_size": img_size}
+    if found["in_chans"] != 3:
+        # The first layer's width: a grey-scale (or multi-band) model of a preset's shape.
+        extra["in_chans"] = found["in_chans"]
     if not fits:
         return None, {**found, **extra}, []
     return fits[0], {**PRESETS[fits[0]], **extra}, fits[1:]

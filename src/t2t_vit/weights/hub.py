@@ -20,14 +20,16 @@ from typing import Any
 from torch import nn
 
 from ..models.t2t_vit import T2TViT
+from ..models.wrappers import unwrap_model
 from .errors import Attempt, describe_failure
 from .pretrained_cfg import resolve_pretrained_cfg
 from .serialization import (
     CONFIG_NAME,
     LIBRARY_NAME,
+    MODEL_CARD_NAME,
     WEIGHTS_NAME,
-    save_pretrained,
-    write_model_card,
+    folder_files,
+    model_card,
 )
 
 __all__ = [
@@ -309,14 +311,20 @@ def push_to_hub(
     pretrained_cfg: dict[str, Any] | None = None,
 ) -> Any:
     """Upload `config.json`, `model.safetensors` and a model card to a Hub model repository
-    (created if missing). Returns huggingface_hub's commit info."""
+    (created if missing). Returns huggingface_hub's commit info. A model inside
+    `torch.compile` or (Distributed)DataParallel is uploaded as the model inside."""
+    model = unwrap_model(model, "push_to_hub")
     if not isinstance(model, T2TViT):
         raise TypeError(f"push_to_hub expects a T2TViT, got {type(model).__name__}")
+    cfg = pretrained_cfg or resolve_pretrained_cfg(model)
+    files = folder_files(model, cfg)  # a config that cannot be written fails before the Hub
+    files[MODEL_CARD_NAME] = model_card(
+        model_args=model.config, pretrained_cfg=cfg, name=repo_id
+    ).encode()
     check_upload_access(token)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = pretrained_cfg or resolve_pretrained_cfg(model)
-        save_pretrained(model, tmp, pretrained_cfg=cfg)
-        write_model_card(tmp, model_args=model.config, pretrained_cfg=cfg, name=repo_id)
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
         return upload_folder(
             tmp,
             repo_id,

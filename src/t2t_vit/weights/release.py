@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..output import replace_folder
 from .checkpoint import UnsafeCheckpointError, convert_checkpoint, sha256sum
 from .errors import Attempt, describe_failure, local_error
 from .hub import timeout_from_env
@@ -353,19 +354,6 @@ def forget_hub_miss(repo_id: str, cache_dir: str | os.PathLike[str] | None = Non
         _miss_file(repo_id, cache_dir).unlink(missing_ok=True)
 
 
-def _replace_folder(tmp: Path, final: Path) -> None:
-    """Move `tmp` to `final`, replacing an old `final`, so that `final` is never half-written."""
-    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-    if final.exists():
-        os.replace(final, old)
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        # Another process put a folder there in between: keep theirs.
-        shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def converted_folder(
     entry: PretrainedWeights,
     *,
@@ -455,7 +443,7 @@ def converted_folder(
             # Nothing trusts or resumes a complete download that did not convert.
             dest.unlink(missing_ok=True)
             raise _conversion_failure(where, entry, digest, dest, err) from err
-        _replace_folder(tmp, final)
+        replace_folder(tmp, final)
         dest.unlink(missing_ok=True)
     finally:
         lock.release()

@@ -35,6 +35,8 @@ from torch import Tensor, nn
 from ..layers.pos_embed import resample_pos_embed
 from ..models.presets import PRESETS
 from ..models.t2t_vit import MODEL_ARGS, T2TViT, _pair, check_model_args
+from ..models.wrappers import unwrap_model
+from ..output import FolderPolicy, write_file, write_folder
 from .convert import StateDictMismatchError, adapt_input_channels, check_state_dict
 from .errors import PretrainedLoadError
 from .pretrained_cfg import (
@@ -50,7 +52,9 @@ __all__ = [
     "CONFIG_NAME",
     "MODEL_CARD_NAME",
     "WEIGHTS_NAME",
+    "folder_files",
     "load_folder",
+    "model_card",
     "read_config",
     "save_pretrained",
     "write_model_card",
@@ -83,6 +87,7 @@ def save_pretrained(
     save_directory: str | os.PathLike[str],
     *,
     pretrained_cfg: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write `config.json` (architecture and preprocessing) and `model.safetensors` to a folder.
 
@@ -92,10 +97,78 @@ def save_pretrained(
     defaults to the model's own, whose labels always fit the model's head (see
     `resolve_pretrained_cfg`); a partial one (`{"labels": [...]}`) is completed with the
     defaults. A given `pretrained_cfg` whose labels name another number of classes than the
-    model's is refused. Each file is written under a temporary name and then renamed, so an
-    interrupted save leaves no half-written file under the final name.
+    model's is refused. A model inside `torch.compile` or (Distributed)DataParallel is saved
+    as the model inside.
+
+    The write goes through the output guard (`t2t_vit.output`): both files are built in
+    memory first (a value `config.json` cannot hold fails before anything is written), then
+    written all or nothing. A folder that `save_pretrained` wrote before is replaced, and
+    the model card `README.md` that t2t-vit wrote there (it describes the old weights) is
+    removed; a `config.json` or `model.safetensors` it did not write is replaced only with
+    `overwrite=True`. Other files in the folder are left alone.
     """
-    from safetensors.torch import save_file
+    files = folder_files(unwrap_model(model, "save_pretrained"), pretrained_cfg)
+    out = Path(save_directory)
+    stale = [MODEL_CARD_NAME] if is_model_card(out / MODEL_CARD_NAME) else []
+    return write_folder(out, files, SAVE_POLICY, overwrite=overwrite, remove=stale)
+
+
+def is_saved_folder(folder: Path) -> bool:
+    """Whether `folder`'s `config.json` is one `save_pretrained` writes (and `load_folder`
+    reads)."""
+    try:
+        read_config(folder / CONFIG_NAME)
+    except PretrainedLoadError:
+        return False
+    return True
+
+
+def is_model_card(path: Path) -> bool:
+    """Whether `path` is a model card that t2t-vit wrote (`library_name: t2t-vit`)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    front = head.split("\n---", 1)[0] if head.startswith("---") else ""
+    return f"\nlibrary_name: {LIBRARY_NAME}\n" in front + "\n"
+
+
+#: Where `save_pretrained` may write: a new folder, or any folder without a `config.json` /
+#: `model.safetensors` it did not write.
+SAVE_POLICY = FolderPolicy(
+    writer="save_pretrained",
+    what="save folder",
+    policy=(
+        "save_pretrained replaces only a config.json and model.safetensors it wrote before, "
+        "so choose another folder"
+    ),
+    mine=is_saved_folder,
+)
+
+
+def _json_value(obj: Any) -> Any:
+    """NumPy and torch scalars and arrays as the Python numbers and lists they hold."""
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist) and type(obj).__module__.split(".")[0] in ("numpy", "torch"):
+        return tolist()
+    raise TypeError(
+        f"config.json cannot hold {obj!r} (a {type(obj).__module__}.{type(obj).__qualname__}); "
+        "give numbers, strings, lists and dicts"
+    )
+
+
+def config_bytes(config: dict[str, Any]) -> bytes:
+    """`config` as the text of a `config.json`; NumPy and torch numbers become plain ones,
+    anything else JSON cannot hold raises `TypeError` naming it."""
+    return (json.dumps(config, indent=2, default=_json_value) + "\n").encode()
+
+
+def folder_files(
+    model: nn.Module, pretrained_cfg: dict[str, Any] | None = None
+) -> dict[str, bytes]:
+    """The files of the folder `save_pretrained` writes, name -> bytes, built in memory."""
+    from safetensors.torch import save
 
     if not isinstance(model, T2TViT):
         raise TypeError(f"save_pretrained expects a T2TViT, got {type(model).__name__}")
@@ -107,17 +180,10 @@ def save_pretrained(
                 f"classes, the model has {model.num_classes}; pass labels that fit, or leave "
                 "pretrained_cfg out to use the model's own"
             )
-    out = Path(save_directory)
-    out.mkdir(parents=True, exist_ok=True)
-    config = _config_for(model, pretrained_cfg)
+    text = config_bytes(_config_for(model, pretrained_cfg))
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    part = out / f".{WEIGHTS_NAME}.part"
-    save_file(state, str(part), metadata={"format": "pt"})
-    os.replace(part, out / WEIGHTS_NAME)
-    part = out / f".{CONFIG_NAME}.part"
-    part.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(part, out / CONFIG_NAME)
-    return out
+    weights: bytes = save(state, metadata={"format": "pt"})
+    return {WEIGHTS_NAME: weights, CONFIG_NAME: text}
 
 
 #: The fields of timm's `PretrainedCfg` (timm 1.0): a folder's `pretrained_cfg` holds only
@@ -227,8 +293,25 @@ def write_model_card(
     model_args: dict[str, Any],
     pretrained_cfg: dict[str, Any],
     name: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write a Hub model card `README.md`: source, metrics, preprocessing, license, citation."""
+    """Write a Hub model card `README.md`: source, metrics, preprocessing, license, citation.
+
+    A `README.md` that t2t-vit did not write is replaced only with `overwrite=True`."""
+    card = model_card(model_args=model_args, pretrained_cfg=pretrained_cfg, name=name)
+    path = Path(folder) / MODEL_CARD_NAME
+    own = is_model_card(path)
+    write_file(path, card, force=overwrite or own, option="model card", force_flag="overwrite=True")
+    return path
+
+
+def model_card(
+    *,
+    model_args: dict[str, Any],
+    pretrained_cfg: dict[str, Any],
+    name: str | None = None,
+) -> str:
+    """The text of a Hub model card `README.md` (see `write_model_card`)."""
     src = pretrained_cfg.get("source") or {}
     metrics = pretrained_cfg.get("metrics") or {}
     labels = pretrained_cfg.get("labels")
@@ -319,9 +402,7 @@ def write_model_card(
         "```",
         "",
     ]
-    path = Path(folder) / MODEL_CARD_NAME
-    path.write_text("\n".join(lines))
-    return path
+    return "\n".join(lines)
 
 
 def read_config(path: Path) -> dict[str, Any]:
