@@ -135,7 +135,12 @@ def _create(
             "its weights load through t2t_vit.from_pretrained; pass a folder written by "
             "t2t_vit.save_pretrained to t2t_vit.create_model instead"
         )
-    if output_stride not in (None, 16):
+    if features_only:
+        # One level per stride (4, 8, 16, 32), as timm's hierarchical models give them:
+        # what smp's `tu-` encoders index with range(depth). `levels="all"` for each block.
+        kwargs.setdefault("levels", "pyramid")
+        kwargs["output_stride"] = output_stride  # checked by T2TFeatures
+    elif output_stride not in (None, 16):
         raise ValueError(
             f"output_stride={output_stride} is not available for {name}: its deepest maps "
             "have stride 16 (a T2T-ViT has no dilation); accepted: 16 or None"
