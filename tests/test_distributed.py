@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from t2t_vit import T2TViT, param_groups_layer_decay
+from t2t_vit import T2TViT, create_feature_model, param_groups_layer_decay
 
 TINY: dict[str, Any] = dict(
     img_size=32,
@@ -126,3 +126,43 @@ def test_two_gloo_ranks_train_in_lockstep(mode: str, param_type: str, tmp_path: 
     assert losses == pytest.approx(reference_losses, abs=DIST_ATOL)
     for key, value in reference.items():
         torch.testing.assert_close(state0[key], value, atol=DIST_ATOL, rtol=0, msg=key)
+
+
+def _features_worker(rank: int, port: int, out_indices: tuple[int, ...], out_dir: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        features = create_feature_model(_model(), out_indices=out_indices).train()
+        # No find_unused_parameters: a parameter without a gradient fails the second step.
+        wrapped = torch.nn.parallel.DistributedDataParallel(features)
+        optimizer = torch.optim.SGD(features.parameters(), lr=0.1)
+        x, _ = _data()
+        x = x[rank * 4 : (rank + 1) * 4]
+        for _ in range(2):
+            loss = sum(m.square().mean() for m in wrapped(x))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        state = {k: v.detach().clone() for k, v in features.state_dict().items()}
+        torch.save(state, Path(out_dir) / f"features{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("out_indices", [(0,), (1,)])
+def test_ddp_trains_stem_only_levels_without_find_unused_parameters(
+    out_indices: tuple[int, ...], tmp_path: Path
+) -> None:
+    mp.spawn(
+        _features_worker, args=(_free_port(), out_indices, str(tmp_path)), nprocs=WORLD, join=True
+    )
+    state0, state1 = (torch.load(tmp_path / f"features{r}.pt") for r in range(WORLD))
+    # Only the T2T layers up to the deepest selected one are in the module.
+    layers = {k.split(".")[1] for k in state0}
+    assert layers == {f"attention{i + 1}" for i in range(out_indices[0] + 1)}
+    before = _model().state_dict()
+    for key in state0:
+        assert torch.equal(state0[key], state1[key]), key
+    assert any(not torch.equal(state0[k], before[k]) for k in state0)

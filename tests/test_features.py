@@ -306,7 +306,9 @@ def test_parameter_names_are_the_classifiers_without_head_norm_and_later_blocks(
     assert {k.split(".")[1] for k in full - shallow if k.startswith("blocks.")} == {"1", "2"}
     stem_only = set(create_feature_model(model, out_indices=(1,)).state_dict())
     assert all(k.startswith("tokens_to_token.") for k in stem_only)
-    assert stem_only == {k for k in full if k.startswith("tokens_to_token.")}
+    # Stem levels only: the stem without its projection (nothing after level 1 runs).
+    stem = {k for k in full if k.startswith("tokens_to_token.")}
+    assert stem_only == {k for k in stem if not k.startswith("tokens_to_token.project.")}
 
 
 def test_classifier_state_dict_loads_strictly_and_gives_that_classifiers_maps() -> None:
@@ -553,6 +555,78 @@ def test_pyramid_levels_are_one_per_stride_with_the_last_block_pooled_to_32() ->
     assert torch.equal(alone, pooled)
     with pytest.raises(ValueError, match=r"^levels must be one of all, pyramid; got 'stages'$"):
         create_feature_model(model, levels="stages")
+
+
+def test_output_stride_16_caps_the_pyramid_at_16_as_timms_output_stride() -> None:
+    model = _tiny("performer")
+    capped = create_feature_model(model, levels="pyramid", output_stride=16).eval()
+    assert capped.feature_info.reduction() == [4, 8, 16, 16]
+    assert capped.feature_info.module_name()[-1] == "downsample"
+    assert isinstance(capped.downsample, nn.Identity)
+    x = torch.randn(2, 3, 64, 112)
+    with torch.no_grad():
+        *_, last, coarsest = capped(x)
+        (alone,) = create_feature_model(
+            model, out_indices=(-1,), levels="pyramid", output_stride=16
+        ).eval()(x)
+    assert last.shape[-2:] == (4, 7)
+    assert torch.equal(coarsest, last)
+    assert torch.equal(alone, last)
+    # 32 (or None) caps nothing; "all" levels are at most 16 already.
+    uncapped = create_feature_model(model, levels="pyramid", output_stride=32)
+    assert uncapped.feature_info.reduction() == [4, 8, 16, 32]
+    every = create_feature_model(model, out_indices=(0, 1, -1), output_stride=16)
+    assert every.feature_info.reduction() == [4, 8, 16]
+    backbone = t2t_vit.create_model(
+        "t2t-vit-7", features_only=True, levels="pyramid", output_stride=16, depth=2
+    )
+    assert backbone.feature_info.reduction() == [4, 8, 16, 16]
+    for bad in (8, 64, True):
+        with pytest.raises(ValueError, match=r"^output_stride=") as err:
+            create_feature_model(model, levels="pyramid", output_stride=bad)
+        assert str(err.value) == (
+            f"output_stride={bad!r} is not available: this T2T-ViT's blocks are at stride 16 "
+            "and it has no dilation to keep finer maps; pass 16 (smp: "
+            "encoder_output_stride=16), 32 or None"
+        )
+    with pytest.raises(ValueError, match=r"^output_stride=16 caps") as classifier:
+        t2t_vit.create_model("t2t-vit-7", output_stride=16)
+    assert str(classifier.value) == (
+        "output_stride=16 caps the feature maps' stride; pass features_only=True too"
+    )
+
+
+@pytest.mark.parametrize("tokens_type", ["transformer", "performer"])
+@pytest.mark.parametrize(("out_indices", "layers"), [((0,), 1), ((1,), 2), ((0, 1), 2)])
+def test_stem_only_levels_prune_the_rest_so_every_parameter_gets_a_gradient(
+    tokens_type: str, out_indices: tuple[int, ...], layers: int
+) -> None:
+    model = _tiny(tokens_type)
+    features = create_feature_model(model, out_indices=out_indices).train()
+    stem = features.tokens_to_token
+    assert [n for n, _ in stem.named_children() if n.startswith("attention")] == [
+        f"attention{i + 1}" for i in range(layers)
+    ]
+    assert not hasattr(stem, "project")
+    assert len(features.blocks) == 0
+    # The model is left whole, and the pruned stem shares its layers.
+    assert hasattr(model.tokens_to_token, "project")
+    assert len(model.tokens_to_token.attentions) == 2
+    assert stem.attention1 is model.tokens_to_token.attention1
+    x = torch.randn(2, 3, 64, 96)
+    maps = features(x)
+    sum(m.square().mean() for m in maps).backward()
+    without_grad = [n for n, p in features.named_parameters() if p.grad is None]
+    assert without_grad == []
+    assert all(float(p.grad.abs().sum()) > 0 for p in features.parameters())
+    features.eval()
+    with torch.no_grad():
+        got = features(x)
+        expected = model.forward_intermediates(x, indices=out_indices, intermediates_only=True)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+    # The classifier's state dict still loads strictly: the pruned keys are skipped.
+    features.load_state_dict(model.state_dict())
 
 
 def test_prune_intermediate_layers_keeps_what_the_levels_need_as_timms_vit() -> None:

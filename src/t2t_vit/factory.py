@@ -24,6 +24,7 @@ def create_model(
     features_only: Literal[False] = False,
     out_indices: None = None,
     levels: None = None,
+    output_stride: None = None,
     **kwargs: Any,
 ) -> T2TViT: ...
 @overload
@@ -34,6 +35,7 @@ def create_model(
     features_only: Literal[True],
     out_indices: int | Sequence[int] | None = None,
     levels: str | None = None,
+    output_stride: int | None = None,
     **kwargs: Any,
 ) -> T2TFeatures: ...
 @overload
@@ -44,6 +46,7 @@ def create_model(
     features_only: bool,
     out_indices: int | Sequence[int] | None = None,
     levels: str | None = None,
+    output_stride: int | None = None,
     **kwargs: Any,
 ) -> T2TViT | T2TFeatures: ...
 def create_model(
@@ -53,6 +56,7 @@ def create_model(
     features_only: bool = False,
     out_indices: int | Sequence[int] | None = None,
     levels: str | None = None,
+    output_stride: int | None = None,
     **kwargs: Any,
 ) -> T2TViT | T2TFeatures:
     """Build a preset (`t2t-vit-14`) or the architecture of a registered weight
@@ -67,9 +71,9 @@ def create_model(
     `features_only=True` returns a `T2TFeatures` backbone whose `forward` gives a list of
     NCHW maps, the levels `out_indices` picks (default: the stem's T2T layers and the last
     block, strides 4, 8 and 16), with the classifier's parameter names. `levels`
-    (`"all"` or `"pyramid"`, see `T2TFeatures`) sets the levels `out_indices` index.
-    `device` and `dtype` place the model as it is built (`device="meta"` allocates nothing),
-    as timm's `create_model` takes them.
+    (`"all"` or `"pyramid"`, see `T2TFeatures`) sets the levels `out_indices` index, and
+    `output_stride=16` caps their strides at 16. `device` and `dtype` place the model as it
+    is built (`device="meta"` allocates nothing), as timm's `create_model` takes them.
 
     The model comes back in training mode, every submodule, as timm's `create_model`
     gives it, pretrained or not; call `.eval()` for inference (`from_pretrained` returns
@@ -81,6 +85,11 @@ def create_model(
         )
     if levels is not None and not features_only:
         raise ValueError(f"levels={levels!r} sets feature levels; pass features_only=True too")
+    if output_stride is not None and not features_only:
+        raise ValueError(
+            f"output_stride={output_stride!r} caps the feature maps' stride; pass "
+            "features_only=True too"
+        )
     if pretrained:
         model = from_pretrained(name, **kwargs)
     else:
@@ -102,7 +111,11 @@ def create_model(
         # With timm's keys (`architecture`, ...), which timm's save_for_hf reads.
         model.pretrained_cfg = complete_pretrained_cfg(model, cfg)
     result = (
-        create_feature_model(model, out_indices, levels=levels or "all") if features_only else model
+        create_feature_model(
+            model, out_indices, levels=levels or "all", output_stride=output_stride
+        )
+        if features_only
+        else model
     )
     # timm's habit, pretrained or not: every submodule in training mode (from_pretrained,
     # transformers' habit, gives eval mode), so dropout and stochastic depth are on.

@@ -139,6 +139,7 @@ def _feature_model(
     levels: str | None = None,
     norm: bool = False,
     output_fmt: str = "NCHW",
+    output_stride: int | None = None,
 ) -> nn.Module:
     """timm's `feature_cls` for a T2T-ViT by default: this library's `T2TFeatures`."""
     if output_fmt != "NCHW":
@@ -147,10 +148,19 @@ def _feature_model(
             "accepted: 'NCHW' (or feature_cls='getter', whose forward_intermediates takes 'NLC')"
         )
     assert isinstance(model, T2TViT)
-    return T2TFeatures(model, out_indices=out_indices, norm=norm, levels=levels or "all")
+    # One level per stride (4, 8, 16, 32) by default, as timm's hierarchical models give
+    # their stages: what smp's `tu-` encoders index with range(depth). `levels="all"` gives
+    # each block.
+    return T2TFeatures(
+        model,
+        out_indices=out_indices,
+        norm=norm,
+        levels=levels or "pyramid",
+        output_stride=output_stride,
+    )
 
 
-def _feature_cfg(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _feature_cfg(name: str, kwargs: dict[str, Any], output_stride: Any) -> dict[str, Any]:
     """The `feature_cfg` for timm's builder: this library's feature model, unless the caller
     names one of timm's wrappers with `feature_cls`."""
     cfg = {k: kwargs.pop(k) for k in _FEATURE_KEYS if k in kwargs}
@@ -159,7 +169,9 @@ def _feature_cfg(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         cfg.pop("feature_cls", None)
         cfg.pop("flatten_sequential", None)
         cfg.setdefault("out_indices", None)  # the library's default levels, not timm's 0-4
-        return {"feature_cls": _feature_model, **cfg}
+        # T2TFeatures checks output_stride (16 caps the pyramid at stride 16).
+        return {"feature_cls": _feature_model, "output_stride": output_stride, **cfg}
+    _check_output_stride(name, output_stride)
     if isinstance(feature_cls, str) and feature_cls.lower() not in _FEATURE_CLASSES:
         raise ValueError(
             f"feature_cls={feature_cls!r} is not one of timm's feature wrappers for {name}; "
@@ -192,6 +204,14 @@ def _merge_cfg(
     return cfg
 
 
+def _check_output_stride(name: str, output_stride: Any) -> None:
+    if output_stride not in (None, 16):
+        raise ValueError(
+            f"output_stride={output_stride} is not available for {name}: its deepest maps "
+            "have stride 16 (a T2T-ViT has no dilation); accepted: 16 or None"
+        )
+
+
 #: The model keywords timm's builder fills from the `pretrained_cfg` when not given.
 _FILLED_BY_TIMM = ("num_classes", "in_chans", "global_pool")
 
@@ -210,11 +230,6 @@ def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
     cache_dir = kwargs.pop("cache_dir", None)
     output_stride = kwargs.pop("output_stride", None)
-    if output_stride not in (None, 16):
-        raise ValueError(
-            f"output_stride={output_stride} is not available for {name}: its deepest maps "
-            "have stride 16 (a T2T-ViT has no dilation); accepted: 16 or None"
-        )
     features_only = bool(kwargs.pop("features_only", False))
     if _folder_of(pretrained_cfg) is not None:
         out_indices = kwargs.pop("out_indices", None)
@@ -223,8 +238,9 @@ def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
         )
         assert from_folder is not None
         return from_folder
-    feature_cfg = _feature_cfg(name, kwargs) if features_only else None
+    feature_cfg = _feature_cfg(name, kwargs, output_stride) if features_only else None
     if not features_only:
+        _check_output_stride(name, output_stride)
         extra = [k for k in _FEATURE_KEYS if k in kwargs]
         if extra:
             raise ValueError(f"{extra[0]}={kwargs[extra[0]]!r} needs features_only=True")

@@ -145,15 +145,16 @@ def test_bad_input_through_timm_names_the_value_and_what_is_accepted() -> None:
         "t2t_vit_14.cifar10, t2t_vit_14.cifar100"
     )
     with pytest.raises(ValueError, match="out of range") as ours:
-        t2t_vit.create_model("t2t-vit-7", features_only=True, out_indices=(0, 9))
+        t2t_vit.create_model("t2t-vit-7", features_only=True, out_indices=(0, 9), levels="all")
     with pytest.raises(ValueError, match="out of range") as theirs:
-        timm.create_model("t2t_vit_7", features_only=True, out_indices=(0, 9))
+        timm.create_model("t2t_vit_7", features_only=True, out_indices=(0, 9), levels="all")
     assert str(theirs.value) == str(ours.value)
     assert str(ours.value).startswith("out_indices entry 9 is out of range: valid are 0..8")
-    with pytest.raises(ValueError, match=r"^output_stride=8 is not available for t2t_vit_7: .*"
-                       r"accepted: 16 or None$"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"^output_stride=8 is not available: .* pass 16 "
+                       r"\(smp: encoder_output_stride=16\), 32 or None$"):  # fmt: skip
         timm.create_model("t2t_vit_7", features_only=True, output_stride=8)
-    assert timm.create_model("t2t_vit_7", features_only=True, output_stride=16).out_indices
+    capped = timm.create_model("t2t_vit_7", features_only=True, output_stride=16)
+    assert capped.feature_info.reduction() == [4, 8, 16, 16]
     with pytest.raises(ValueError, match=r"^no pretrained weights for preset 't2t-vit-14-wide'"):
         timm.create_model("t2t_vit_14_wide", pretrained=True)
     with pytest.raises(TypeError) as ours_kw:
@@ -192,7 +193,7 @@ def test_feature_info_answers_every_call_as_timms(name: str) -> None:
     from timm.models import FeatureInfo as TimmFeatureInfo
 
     if name.startswith("t2t"):
-        model = timm.create_model(name, features_only=True, out_indices=(0, 3, -1))
+        model = timm.create_model(name, features_only=True, out_indices=(0, 3, -1), levels="all")
         ours = model.feature_info
         theirs = TimmFeatureInfo(copy.deepcopy(ours.info), ours.out_indices)
     else:
@@ -231,7 +232,9 @@ def test_timms_feature_getter_on_the_classifier_gives_the_feature_models_maps() 
 def test_features_only_through_timm_is_the_librarys_feature_model_in_one_index_space() -> None:
     timm = _timm()
     torch.manual_seed(0)
-    model = timm.create_model("t2t_vit_7", features_only=True, out_indices=(1, 4), **TINY).eval()
+    model = timm.create_model(
+        "t2t_vit_7", features_only=True, out_indices=(1, 4), levels="all", **TINY
+    ).eval()
     torch.manual_seed(0)
     ours = t2t_vit.create_model("t2t-vit-7", features_only=True, out_indices=(1, 4), **TINY)
     ours.eval()
@@ -245,7 +248,9 @@ def test_features_only_through_timm_is_the_librarys_feature_model_in_one_index_s
     for a, b, c in zip(maps, again, same, strict=True):
         assert torch.equal(a, b)
         assert torch.equal(a, c)
-    pyramid = timm.create_model("t2t_vit_7", features_only=True, levels="pyramid", **TINY)
+    # timm's default for features_only: one level per stride, as its hierarchical models.
+    pyramid = timm.create_model("t2t_vit_7", features_only=True, **TINY)
+    assert pyramid.levels == "pyramid"
     assert pyramid.feature_info.module_name() == [
         "tokens_to_token.attention1",
         "tokens_to_token.attention2",

@@ -242,10 +242,17 @@ class T2TModule(NotScriptable, nn.Module):
 
     @property
     def attentions(self) -> list[nn.Module]:
-        """The T2T layers in order (empty for the patch stem)."""
+        """The T2T layers in order (empty for the patch stem; the first ones only in a
+        feature model's stem pruned after them)."""
         if self.tokens_type == "patch":
             return []
-        return [getattr(self, f"attention{i + 1}") for i in range(len(self.layers) - 1)]
+        layers: list[nn.Module] = []
+        for i in range(len(self.layers) - 1):
+            layer = self._modules.get(f"attention{i + 1}")
+            if layer is None:
+                break
+            layers.append(layer)
+        return layers
 
     def output_grid(self, height: int, width: int) -> tuple[int, int]:
         """The token grid `(h, w)` for an `height x width` input, without running."""

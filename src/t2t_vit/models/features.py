@@ -16,6 +16,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..layers.t2t_module import T2TModule
 from .t2t_vit import T2TViT, _TokenEmbedding, model_levels, resolve_level_indices
 
 LEVELS: tuple[str, ...] = ("all", "pyramid")
@@ -143,7 +144,14 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
     only if `norm=True`. `levels="pyramid"` lists one level per stride instead, as
     hierarchical backbones count their stages (what smp's `tu-` encoders index with
     `range(depth)`): the stem's T2T layers, the last block, and the last block
-    max-pooled to stride 32 (`downsample`).
+    max-pooled to stride 32 (`downsample`). `output_stride=16` caps every level at stride
+    16, as timm's `output_stride` does: the pyramid's last level is then the last block
+    unpooled (`downsample` is an identity).
+
+    Only what the selected levels need is part of the module (as timm's feature wrappers
+    prune): with stem levels only, the T2T layers after the deepest selected one and the
+    stem's projection are left out too, so every parameter gets a gradient (DDP without
+    `find_unused_parameters`).
 
     Parameter names are the model's, so the classifier's state dict loads strictly:
     its head, its final norm (unless `norm=True`) and the blocks after the deepest
@@ -156,6 +164,7 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         out_indices: int | Sequence[int] | None = None,
         norm: bool = False,
         levels: str = "all",
+        output_stride: int | None = None,
     ) -> None:
         """A backbone sharing `model`'s modules.
 
@@ -168,6 +177,8 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
             levels: `"all"` (each T2T layer, then each block) or `"pyramid"` (each T2T
                 layer, the last block, the last block pooled to stride 32): the levels
                 `out_indices` index; a pyramid returns all its levels by default.
+            output_stride: The largest stride of any level: the blocks' stride (16 for
+                the paper's stem), twice it, or None (no cap).
         """
         super().__init__()
         if not isinstance(model, T2TViT):
@@ -175,12 +186,14 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         if levels not in LEVELS:
             raise ValueError(f"levels must be one of {', '.join(LEVELS)}; got {levels!r}")
         every = feature_levels(model)
+        cap = _check_output_stride(output_stride, every[-1]["reduction"])
         self._num_stem = num_stem = len(every) - len(model.blocks)
         last = len(model.blocks) - 1
         default: list[int] | None = [*range(num_stem), len(every) - 1]
         if levels == "pyramid":
             deepest = every[-1]
-            pooled = {**deepest, "reduction": 2 * deepest["reduction"], "module": "downsample"}
+            coarsest = min(2 * deepest["reduction"], cap)
+            pooled = {**deepest, "reduction": coarsest, "module": "downsample"}
             every = [*every[:num_stem], deepest, pooled]
             every = [{**level, "index": i} for i, level in enumerate(every)]
             self._level_block = [last, _POOLED]
@@ -188,6 +201,7 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         else:
             self._level_block = list(range(len(model.blocks)))
         self.levels = levels
+        self.output_stride = output_stride
         self.out_indices = tuple(resolve_level_indices(out_indices, every, default=default))
         self.feature_info = FeatureInfo(every, self.out_indices)
         self._stem_take, self._block_take = self._split(self.out_indices)
@@ -202,8 +216,8 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         self.grad_checkpointing = model.grad_checkpointing
         self._pos_cache = {}
 
-        self.tokens_to_token = model.tokens_to_token
         if self._block_take:
+            self.tokens_to_token = model.tokens_to_token
             self.cls_token = model.cls_token
             self.register_buffer("pos_embed", model.pos_embed)
             self.pos_drop = model.pos_drop
@@ -211,13 +225,19 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
             # them from showing up as unused parameters (DDP) or in the optimizer.
             self.blocks = nn.ModuleList(model.blocks[: self._deepest(self._block_take) + 1])
         else:
+            self.tokens_to_token = _stem_upto(model.tokens_to_token, max(self._stem_take) + 1)
             self.blocks = nn.ModuleList()
         if self.use_norm:
             self.norm = model.norm
         if _POOLED in self._block_take:
             # Stride 32 from the last block, without parameters, as ViTDet's pyramid
-            # makes its coarsest level; ceil keeps the border of an odd grid.
-            self.downsample = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
+            # makes its coarsest level; ceil keeps the border of an odd grid. Capped at
+            # the blocks' stride, it stays there, as a dilated stage does in timm.
+            self.downsample: nn.Module = (
+                nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
+                if self.feature_info.info[-1]["reduction"] > self.feature_info.info[-2]["reduction"]
+                else nn.Identity()
+            )
 
         own = set(self.state_dict())
         self._classifier_only = frozenset(k for k in model.state_dict() if k not in own)
@@ -315,6 +335,35 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         return out
 
 
+def _check_output_stride(output_stride: int | None, block_stride: int) -> int:
+    """The cap on the levels' strides for `output_stride` (no cap for None), checked."""
+    if output_stride is None:
+        return 2 * block_stride
+    accepted = (block_stride, 2 * block_stride)
+    if isinstance(output_stride, bool) or output_stride not in accepted:
+        raise ValueError(
+            f"output_stride={output_stride!r} is not available: this T2T-ViT's blocks are at "
+            f"stride {block_stride} and it has no dilation to keep finer maps; pass "
+            f"{block_stride} (smp: encoder_output_stride={block_stride}), "
+            f"{2 * block_stride} or None"
+        )
+    return int(output_stride)
+
+
+def _stem_upto(stem: T2TModule, count: int) -> T2TModule:
+    """`stem` with its first `count` T2T layers only (sharing them), for a feature model
+    whose levels all lie in the stem: the later layers and the projection would run for
+    nothing, or get no gradient (DDP without `find_unused_parameters`)."""
+    pruned = copy.copy(stem)  # a new module whose attributes are stem's
+    keep = {f"attention{i + 1}" for i in range(count)}
+    pruned.__dict__["_modules"] = {
+        name: module
+        for name, module in stem.named_children()
+        if name in keep or not name.startswith(("attention", "project"))
+    }
+    return pruned
+
+
 def _skip_classifier_only(
     module: nn.Module,
     state_dict: dict[str, Any],
@@ -337,6 +386,7 @@ def create_feature_model(
     *,
     norm: bool = False,
     levels: str = "all",
+    output_stride: int | None = None,
     **overrides: Any,
 ) -> T2TFeatures:
     """A `T2TFeatures` backbone from a model or a preset name (randomly initialised,
@@ -352,4 +402,6 @@ def create_feature_model(
         )
     else:
         model = model_or_name
-    return T2TFeatures(model, out_indices=out_indices, norm=norm, levels=levels)
+    return T2TFeatures(
+        model, out_indices=out_indices, norm=norm, levels=levels, output_stride=output_stride
+    )
