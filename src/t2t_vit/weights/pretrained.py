@@ -60,6 +60,13 @@ def _check_overrides(overrides: dict[str, Any]) -> None:
     check_model_args(overrides)
 
 
+def _device(value: str | torch.device) -> torch.device | str:
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError):
+        return str(value)  # torch's own error comes when the model is moved
+
+
 def _is_registry_name(name: str) -> bool:
     try:
         get_weights(name)
@@ -154,6 +161,11 @@ def from_pretrained(
         raise ValueError(f"unknown source {source!r}; accepted: {', '.join(SOURCES)}")
     _check_overrides(overrides)
     check_load_args(num_classes, dtype)
+    if device is not None and map_location is not None and _device(device) != _device(map_location):
+        raise ValueError(
+            f"device={device!r} and map_location={map_location!r} disagree; map_location is "
+            "an alias of device: pass one of them"
+        )
     name = os.fspath(name_or_path)
     load: dict[str, Any] = dict(
         num_classes=num_classes,
