@@ -295,6 +295,7 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
     def _maps(
         self, x: Tensor, stem_take: list[int], block_take: list[int], norm: bool
     ) -> list[Tensor]:
+        self.check_input(x)
         if not block_take:
             maps = self.tokens_to_token.forward_maps(x, count=max(stem_take) + 1)
             return [maps[i] for i in stem_take]

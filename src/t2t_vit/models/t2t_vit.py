@@ -125,19 +125,23 @@ def check_model_args(args: Mapping[str, Any]) -> None:
 
 
 def _describe(levels: Sequence[Mapping[str, Any]]) -> str:
-    """`0 tokens_to_token.attention1 (stride 4, 64 channels), ..., 2-15 blocks.0-13 (...)`."""
-    parts = [
-        f"{i} {lv['module']} (stride {lv['reduction']}, {lv['num_chs']} channels)"
-        for i, lv in enumerate(levels)
-        if not str(lv["module"]).startswith("blocks.")
-    ]
-    first = len(parts)
-    if first < len(levels):
-        last = len(levels) - 1
-        lv = levels[last]
-        names = "blocks.0" if first == last else f"blocks.0-{last - first}"
-        at = str(first) if first == last else f"{first}-{last}"
-        parts.append(f"{at} {names} (stride {lv['reduction']}, {lv['num_chs']} channels)")
+    """`0 tokens_to_token.attention1 (stride 4, 64 channels), ..., 2-15 blocks.0-13 (...)`:
+    each level by its index and module, a run of consecutive blocks in one entry."""
+    parts = []
+    i = 0
+    while i < len(levels):
+        lv = levels[i]
+        j = i
+        if str(lv["module"]).startswith("blocks."):
+            while j + 1 < len(levels) and str(levels[j + 1]["module"]).startswith("blocks."):
+                j += 1
+        at, names = str(i), str(lv["module"])
+        if j > i:
+            last = str(levels[j]["module"]).removeprefix("blocks.")
+            at, names = f"{i}-{j}", f"{names}-{last}"
+        end = levels[j]
+        parts.append(f"{at} {names} (stride {end['reduction']}, {end['num_chs']} channels)")
+        i = j + 1
     return ", ".join(parts)
 
 
@@ -271,6 +275,22 @@ class _TokenEmbedding:
             f"img_size {self.img_size} ({self.grid[0]}x{self.grid[1]}); pass "
             "dynamic_img_size=True to resample the position table"
         )
+
+    def check_input(self, x: Tensor) -> None:
+        """The one input gate of every entry point that takes a batch (`forward`,
+        `forward_features`, `forward_intermediates`, the feature model,
+        `record_attention_maps`, `rollout`): raise in one line unless `x` is a
+        `(B, in_chans, H, W)` tensor the stem takes (`T2TModule.check_input`) and, when
+        the model is built with `dynamic_img_size=False`, of the size it is built for."""
+        self.tokens_to_token.check_input(x)
+        if isinstance(x, torch.fx.Proxy) or self.dynamic_img_size:
+            return
+        height, width = x.shape[2], x.shape[3]
+        # Symbolic sizes are checked by `pos_embed_for` with a `torch._check`.
+        if is_static(height, width):
+            grid = self.tokens_to_token.output_grid(height, width)
+            if grid != self.grid:
+                raise ValueError(self._not_native(grid))
 
     def _embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         tokens, grid = self.tokens_to_token(x)
@@ -468,6 +488,7 @@ class T2TViT(_TokenEmbedding, nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Image `(B, C, H, W)` to the normalised tokens `(B, 1 + N, embed_dim)`."""
+        self.check_input(x)
         x, _ = self._embed(x)
         for block in self.blocks:
             x = self._run_block(block, x)
@@ -572,6 +593,7 @@ class T2TViT(_TokenEmbedding, nn.Module):
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        self.check_input(x)
         levels = self.feature_info
         take = resolve_level_indices(indices, levels, name="indices")
         num_stem = len(levels) - len(self.blocks)
