@@ -21,6 +21,7 @@ from ..layers.t2t_module import (
     _check_layers,
     is_static,
 )
+from ..weights.pretrained_cfg import for_new_head
 
 # FX symbolic tracing records these as calls (einops and the resampling's size checks
 # cannot take a Proxy).
@@ -477,12 +478,17 @@ class T2TViT(_TokenEmbedding, nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a fresh one for `num_classes` (0 removes it)."""
+        """Replace the head with a fresh one for `num_classes` (0 removes it); the
+        pretrained config's labels become the class indices unless they fit."""
         self.num_classes = num_classes
         self.config["num_classes"] = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         if isinstance(self.head, nn.Linear):
             self._init_weights(self.head)
+        if isinstance(self.pretrained_cfg, dict):
+            # The old labels and metrics describe the old head: the new classes are named
+            # by index (set pretrained_cfg["labels"] to name them).
+            self.pretrained_cfg = for_new_head(self.pretrained_cfg, num_classes)
 
     # -- forward ----------------------------------------------------------------------
 

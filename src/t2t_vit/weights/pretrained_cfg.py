@@ -10,7 +10,10 @@ __all__ = [
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",
     "LABEL_SET_SIZES",
+    "check_labels",
     "default_pretrained_cfg",
+    "for_new_head",
+    "index_labels",
     "label_count",
     "resolve_pretrained_cfg",
 ]
@@ -45,7 +48,7 @@ def default_pretrained_cfg(
         "interpolation": "bicubic",
         "mean": list(IMAGENET_DEFAULT_MEAN) if rgb else [_GREY_MEAN] * in_chans,
         "std": list(IMAGENET_DEFAULT_STD) if rgb else [_GREY_STD] * in_chans,
-        "labels": "imagenet-1k" if num_classes == 1000 else [str(i) for i in range(num_classes)],
+        "labels": "imagenet-1k" if num_classes == 1000 else index_labels(num_classes),
     }
 
 
@@ -63,12 +66,58 @@ _REQUIRED = ("input_size", "crop_pct", "interpolation", "mean", "std", "labels")
 
 
 def label_count(labels: Any) -> int | None:
-    """How many classes a `labels` entry names: a label-set name or a list; `None`: unknown."""
+    """How many classes a `labels` entry names: a label-set name (any case, as `load_labels`
+    reads it) or a list; `None`: unknown."""
     if isinstance(labels, str):
-        return LABEL_SET_SIZES.get(labels)
+        return LABEL_SET_SIZES.get(labels.strip().lower())
     if isinstance(labels, (list, tuple)):
         return len(labels)
     return None
+
+
+def index_labels(num_classes: int) -> list[str]:
+    """The names of classes nobody has named: their indices, `'0'`, `'1'`, ..."""
+    return [str(i) for i in range(num_classes)]
+
+
+def check_labels(labels: Any, num_classes: int | None) -> None:
+    """`ValueError` in one line for a `labels` entry that is no known label-set name nor a
+    list, or that names another number of classes than `num_classes` (when given)."""
+    known = ", ".join(LABEL_SET_SIZES)
+    if isinstance(labels, str) and label_count(labels) is None:
+        raise ValueError(
+            f"pretrained_cfg labels {labels!r} is no known label set ({known}); give one of "
+            "them or a list of class names"
+        )
+    count = label_count(labels)
+    if count is None:
+        raise ValueError(
+            f"pretrained_cfg labels must be a label-set name ({known}) or a list of class "
+            f"names, got {labels!r}"
+        )
+    if num_classes is not None and count != num_classes:
+        shown = repr(labels) if isinstance(labels, str) else _short_list(labels)
+        raise ValueError(
+            f"pretrained_cfg labels {shown} name {count} classes but the model has "
+            f"{num_classes}; set model.pretrained_cfg['labels'] to {num_classes} names "
+            "(reset_classifier names a new head's classes by index)"
+        )
+
+
+def _short_list(labels: Any) -> str:
+    items = list(labels)
+    more = ", ..." if len(items) > 3 else ""
+    return f"[{', '.join(repr(x) for x in items[:3])}{more}]"
+
+
+def for_new_head(cfg: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """`cfg` for a head of `num_classes` classes: labels that do not fit become the class
+    indices, and the metrics measured with the old head go with them."""
+    if label_count(cfg.get("labels")) == num_classes:
+        return cfg
+    fresh = {k: v for k, v in cfg.items() if k != "metrics"}
+    fresh["labels"] = index_labels(num_classes)
+    return fresh
 
 
 def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
@@ -80,16 +129,17 @@ def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
     and optionally `metrics` and `source`.
 
     A config that sets only some keys (`{"labels": [...]}`) gets the defaults for the
-    others. The labels always fit the model's head: where they do not (a head replaced with
-    `reset_classifier`, say), the result names the classes by index and drops the
-    checkpoint's `metrics`, which were measured with the old head.
+    others. Labels that do not fit the model's head (a list of another length, an unknown
+    label-set name) raise `ValueError`: they are never replaced silently. `reset_classifier`
+    and `from_pretrained(..., num_classes=N)` name a new head's classes by index and drop
+    the checkpoint's `metrics`, which were measured with the old head.
     """
     return complete_pretrained_cfg(model, getattr(model, "pretrained_cfg", None))
 
 
 def complete_pretrained_cfg(model: nn.Module, cfg: dict[str, Any] | None) -> dict[str, Any]:
     """`cfg` for `model`, with the official defaults for the keys it lacks (all of them for
-    `None`) and labels that fit the model's head (see `resolve_pretrained_cfg`)."""
+    `None`); labels that do not fit the model's head raise (see `resolve_pretrained_cfg`)."""
     num_classes = getattr(model, "num_classes", None)
     if not isinstance(cfg, dict):
         return _model_defaults(model)
@@ -97,7 +147,5 @@ def complete_pretrained_cfg(model: nn.Module, cfg: dict[str, Any] | None) -> dic
     if missing:
         defaults = _model_defaults(model)
         cfg = {**{key: defaults[key] for key in missing}, **cfg}
-    if isinstance(num_classes, int) and label_count(cfg.get("labels")) != num_classes:
-        cfg = {k: v for k, v in cfg.items() if k != "metrics"}
-        cfg["labels"] = [str(i) for i in range(num_classes)]
+    check_labels(cfg.get("labels"), num_classes if isinstance(num_classes, int) else None)
     return cfg
