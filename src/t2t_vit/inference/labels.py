@@ -63,6 +63,8 @@ def resolve_labels(model_or_cfg: nn.Module | dict[str, Any]) -> list[str]:
         check_labels(spec, None)
     else:
         spec = resolve_pretrained_cfg(model_or_cfg)["labels"]
+        num_classes = getattr(model_or_cfg, "num_classes", None)
+        check_labels(spec, num_classes if isinstance(num_classes, int) else None)
     if isinstance(spec, str):
         return load_labels(spec)
     return [str(label) for label in spec]

@@ -129,23 +129,22 @@ def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
     and optionally `metrics` and `source`.
 
     A config that sets only some keys (`{"labels": [...]}`) gets the defaults for the
-    others. Labels that do not fit the model's head (a list of another length, an unknown
-    label-set name) raise `ValueError`: they are never replaced silently. `reset_classifier`
-    and `from_pretrained(..., num_classes=N)` name a new head's classes by index and drop
-    the checkpoint's `metrics`, which were measured with the old head.
+    others. Labels are returned as they are: those that do not fit the model's head (a list
+    of another length, an unknown label-set name) are refused where they are used
+    (`resolve_labels`, `predict`, `evaluate`, `save_pretrained`), never replaced silently.
+    `reset_classifier` and `from_pretrained(..., num_classes=N)` name a new head's classes
+    by index and drop the checkpoint's `metrics`, which were measured with the old head.
     """
     return complete_pretrained_cfg(model, getattr(model, "pretrained_cfg", None))
 
 
 def complete_pretrained_cfg(model: nn.Module, cfg: dict[str, Any] | None) -> dict[str, Any]:
     """`cfg` for `model`, with the official defaults for the keys it lacks (all of them for
-    `None`); labels that do not fit the model's head raise (see `resolve_pretrained_cfg`)."""
-    num_classes = getattr(model, "num_classes", None)
+    `None`); the labels as they are (see `resolve_pretrained_cfg`)."""
     if not isinstance(cfg, dict):
         return _model_defaults(model)
     missing = [key for key in _REQUIRED if key not in cfg]
     if missing:
         defaults = _model_defaults(model)
         cfg = {**{key: defaults[key] for key in missing}, **cfg}
-    check_labels(cfg.get("labels"), num_classes if isinstance(num_classes, int) else None)
     return cfg

@@ -21,6 +21,7 @@ from ..models.t2t_vit import T2TViT, _pair, check_model_args
 from .convert import StateDictMismatchError, adapt_input_channels, check_state_dict
 from .errors import PretrainedLoadError
 from .pretrained_cfg import (
+    check_labels,
     complete_pretrained_cfg,
     for_new_head,
     label_count,
@@ -83,13 +84,16 @@ def save_pretrained(
                 f"classes, the model has {model.num_classes}; pass labels that fit, or leave "
                 "pretrained_cfg out to use the model's own"
             )
+    # A partial config ({"labels": [...]}) is completed, so that the folder loads anywhere;
+    # labels that do not fit the head are refused, never written.
+    cfg = complete_pretrained_cfg(model, pretrained_cfg or model.pretrained_cfg)
+    check_labels(cfg.get("labels"), model.num_classes)
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "architecture": "T2TViT",
         "model_args": model.config,
-        # A partial config ({"labels": [...]}) is completed, so that the folder loads anywhere.
-        "pretrained_cfg": complete_pretrained_cfg(model, pretrained_cfg or model.pretrained_cfg),
+        "pretrained_cfg": cfg,
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     part = out / f".{WEIGHTS_NAME}.part"
@@ -405,8 +409,9 @@ def load_folder(
         # A new head's classes are named by index, and the checkpoint's metrics go.
         cfg = for_new_head(cfg, model.num_classes)
     model.pretrained_cfg = cfg or None
+    model.pretrained_cfg = resolve_pretrained_cfg(model)
     try:
-        model.pretrained_cfg = resolve_pretrained_cfg(model)
+        check_labels(model.pretrained_cfg.get("labels"), model.num_classes)
     except ValueError as err:
         raise PretrainedLoadError(f"{where}: {CONFIG_NAME}: {err}") from None
     model.to(device=device or "cpu", dtype=dtype)
