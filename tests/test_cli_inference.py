@@ -304,7 +304,8 @@ def test_missing_pillow_is_reported_with_the_extra(
     assert (status, err.strip()) == (
         2,
         "t2t-vit predict: error: image preprocessing needs Pillow; install it with: "
-        'pip install "t2t-vit[image]"',
+        'pip install ".[image]" in a clone of t2t-vit (pip install "t2t-vit[image]" once it '
+        "is on PyPI)",
     )
 
 

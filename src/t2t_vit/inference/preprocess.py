@@ -51,13 +51,22 @@ _ACCEPTED_MODES = (
 )
 
 
+def install_line(extra: str) -> str:
+    """How to install an extra, from a clone (what works today) and from PyPI (once
+    released): `pip install ".[image]"` (in a clone of t2t-vit; ...)."""
+    return (
+        f'pip install ".[{extra}]" in a clone of t2t-vit (pip install "t2t-vit[{extra}]" '
+        "once it is on PyPI)"
+    )
+
+
 def require_pillow() -> Any:
     """The `PIL.Image` module, or an `ImportError` saying which extra to install."""
     try:
         from PIL import Image
     except ImportError as err:
         raise ImportError(
-            'image preprocessing needs Pillow; install it with: pip install "t2t-vit[image]"'
+            "image preprocessing needs Pillow; install it with: " + install_line("image")
         ) from err
     return Image
 
@@ -71,7 +80,7 @@ def require_numpy() -> Any:
         import numpy
     except ImportError as err:
         raise ImportError(
-            'image preprocessing needs NumPy; install it with: pip install "t2t-vit[image]"'
+            "image preprocessing needs NumPy; install it with: " + install_line("image")
         ) from err
     return numpy
 
