@@ -152,7 +152,8 @@ def from_pretrained(
     than the checkpoint's resamples the position table bicubically (class token kept).
     Other keyword arguments replace
     `T2TViT` arguments (`drop_path_rate=0.1`, ...); everything else loads strictly.
-    `device` (alias `map_location`) and `dtype` place the result.
+    `device` (alias `map_location`; both given must agree) and `dtype` place the result.
+    The weights are copied out of the file into memory of the model's own.
 
     Raises `PretrainedLoadError` naming each place tried and what it answered, and
     `ValueError` for an unknown registry name.
