@@ -101,7 +101,10 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
         try:
             from PIL import Image
         except ImportError as err:
-            raise SystemExit('reading images needs Pillow: pip install "t2t-vit[image]"') from err
+            raise SystemExit(
+                'reading images needs Pillow: pip install ".[image]" in a clone of t2t-vit '
+                '(pip install "t2t-vit[image]" once it is on PyPI)'
+            ) from err
         path, label = self.samples[i]
         with Image.open(path) as img:
             img = img.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)

@@ -149,10 +149,10 @@ def test_evaluate_errors_name_the_problem(
         f"t2t-vit evaluate: error: no class folders in '{tmp_path / 'flat'}'; expected an "
         f"ImageFolder tree {tmp_path / 'flat'}/<class>/<image> with one folder per class"
     )
-    write_tree(tmp_path / "two", [("blue", "blue"), ("red", "red")])
+    write_tree(tmp_path / "two", [("sky", "blue"), ("rose", "red")])
     assert error(tmp_path / "two") == (
         f"t2t-vit evaluate: error: '{tmp_path / 'two'}' has 2 class folders but the model "
-        f"has 3 classes"
+        f"has 3 classes, and the folders are not named after its labels"
     )
     write_tree(tmp_path / "hole", [("blue", "blue"), ("red", "red")])
     (tmp_path / "hole" / "green").mkdir()
@@ -304,7 +304,8 @@ def test_missing_pillow_is_reported_with_the_extra(
     assert (status, err.strip()) == (
         2,
         "t2t-vit predict: error: image preprocessing needs Pillow; install it with: "
-        'pip install "t2t-vit[image]"',
+        'pip install ".[image]" in a clone of t2t-vit (pip install "t2t-vit[image]" once it '
+        "is on PyPI)",
     )
 
 

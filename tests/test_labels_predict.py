@@ -65,9 +65,10 @@ def test_labels_follow_the_config_and_fall_back_to_indices() -> None:
     model = tiny_model(num_classes=10)
     # An untrained model's default config names its 10 classes by index, not ImageNet's.
     assert t2t_vit.resolve_labels(model) == [str(i) for i in range(10)]
-    # Labels that do not fit the head (a replaced classifier) fall back to the indices.
+    # Labels that do not fit the head are refused, never replaced (issue 23, item 9).
     model.pretrained_cfg = {**t2t_vit.default_pretrained_cfg((32, 32)), "labels": ["a", "b"]}
-    assert t2t_vit.resolve_labels(model) == [str(i) for i in range(10)]
+    with pytest.raises(ValueError, match=r"^pretrained_cfg labels \['a', 'b'\] name 2 classes"):
+        t2t_vit.resolve_labels(model)
     model.pretrained_cfg = {**t2t_vit.default_pretrained_cfg((32, 32)), "labels": "cifar-10"}
     assert t2t_vit.resolve_labels(model)[3] == "cat"
     big = tiny_model(num_classes=1000)

@@ -402,7 +402,12 @@ def test_a_model_with_another_head_does_not_claim_imagenet_labels(tmp_path: Path
     folder = t2t_vit.save_pretrained(model, tmp_path / "ten")
     cfg = read_config(folder / "config.json")["pretrained_cfg"]
     assert cfg["labels"] == [str(i) for i in range(10)]
+    # Labels of another head are refused, never replaced silently (issue 23, item 9) ...
     model.pretrained_cfg = {**cfg, "labels": "imagenet-1k", "metrics": {"top1": 71.7}}
+    with pytest.raises(ValueError, match=r"^pretrained_cfg labels 'imagenet-1k' name 1000 "):
+        t2t_vit.save_pretrained(model, folder)
+    # ... and reset_classifier names the new head's classes by index, without the metrics.
+    model.reset_classifier(10)
     t2t_vit.save_pretrained(model, folder)
     cfg = read_config(folder / "config.json")["pretrained_cfg"]
     assert cfg["labels"] == [str(i) for i in range(10)]

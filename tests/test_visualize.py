@@ -203,10 +203,11 @@ def test_overlay_of_a_map_with_nan_or_inf_is_one_clear_error(bad: float) -> None
 
 def test_record_attention_maps_of_an_image_path_says_to_preprocess_it() -> None:
     model = tiny_model(depth=1)
+    # The model's own input gate (tests/test_issue23_inputs.py walks every entry point).
     with pytest.raises(
         TypeError,
-        match=r"^record_attention_maps takes a preprocessed batch \(B, C, H, W\) tensor, got "
-        r"str 'photo\.jpg'; pass t2t_vit\.preprocess\(image, model\)$",
+        match=r"^the model takes a \(B, 3, H, W\) tensor, got a str 'photo\.jpg'; "
+        r"t2t_vit\.preprocess\(images, model\) makes one from images$",
     ):
         t2t_vit.record_attention_maps(model, "photo.jpg")  # type: ignore[arg-type]
     with pytest.raises(
@@ -215,8 +216,8 @@ def test_record_attention_maps_of_an_image_path_says_to_preprocess_it() -> None:
         t2t_vit.record_attention_maps("photo.jpg", model)  # type: ignore[arg-type]
     with pytest.raises(
         ValueError,
-        match=r"^record_attention_maps takes a preprocessed batch \(B, C, H, W\) tensor, got "
-        r"shape \(3, 32, 32\); add the batch dimension: x\[None\]$",
+        match=r"^expected an image batch of shape \(B, 3, H, W\), got a 3-D tensor of shape "
+        r"\(3, 32, 32\) \(for one image pass x\[None\]\)$",
     ):
         t2t_vit.record_attention_maps(model, torch.randn(3, 32, 32))
 

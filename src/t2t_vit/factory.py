@@ -3,6 +3,7 @@ pretrained (timm's habit)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
@@ -79,6 +80,7 @@ def create_model(
     gives it, pretrained or not; call `.eval()` for inference (`from_pretrained` returns
     eval mode).
     """
+    name = _model_name(name, pretrained)
     if out_indices is not None and not features_only:
         raise ValueError(
             f"out_indices={out_indices!r} selects feature levels; pass features_only=True too"
@@ -95,7 +97,10 @@ def create_model(
     else:
         # timm's factory keywords: where and in which dtype the model is built.
         device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        base = get_weights(name).model_args() if "." in name else PRESETS[canonical_name(name)]
+        try:
+            base = get_weights(name).model_args() if "." in name else PRESETS[canonical_name(name)]
+        except ValueError as err:
+            raise _path_error(name) or err from None
         check_model_args(kwargs)
         model = T2TViT(**{**base, **kwargs}, device=device, dtype=dtype)
         # A dict to fill in (`model.pretrained_cfg["labels"] = [...]`), saved with the model.
@@ -120,3 +125,39 @@ def create_model(
     # timm's habit, pretrained or not: every submodule in training mode (from_pretrained,
     # transformers' habit, gives eval mode), so dropout and stochastic depth are on.
     return result.train()
+
+
+def _model_name(name: object, pretrained: bool) -> str:
+    """`name` as a string: a path only where `from_pretrained` loads it (`pretrained=True`)."""
+    if isinstance(name, os.PathLike) and pretrained:
+        return str(os.fspath(name))
+    if isinstance(name, os.PathLike):
+        raise _path_error(str(os.fspath(name)), always=True) or AssertionError
+    if not isinstance(name, str):
+        raise TypeError(
+            f"create_model takes a model name such as 't2t-vit-14' (t2t_vit.list_models() "
+            f"lists them), got {type(name).__name__} {name!r}"
+        )
+    return name
+
+
+def _path_error(name: str, always: bool = False) -> ValueError | None:
+    """What to say when an unknown model name is a path (or looks like one), else `None`:
+    `create_model("saved7")` and `create_model("./saved7")` say the same."""
+    exists = os.path.exists(name)
+    looks = name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
+    if not (always or exists or looks or "/" in name):
+        return None
+    if os.path.isdir(name):
+        what = "a folder"
+    elif exists:
+        what = "a file"
+    elif looks or always:
+        what = "a path (not found)"
+    else:
+        what = "a Hub repository id"
+    return ValueError(
+        f"{name!r} is {what}; create_model builds a preset by name (t2t_vit.list_models()), "
+        f"from_pretrained loads a folder written by save_pretrained or t2t-vit convert: "
+        f"t2t_vit.from_pretrained({name!r}), or create_model({name!r}, pretrained=True)"
+    )

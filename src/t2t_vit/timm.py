@@ -8,8 +8,8 @@ interpolation, mean/std, classes, license). `pretrained=True` loads through this
 library's own loader (`t2t_vit.from_pretrained`: the Hub, then the original release file,
 converted and cached), not timm's downloader, which cannot convert the originals.
 `features_only=True` returns this library's `T2TFeatures`, whose `feature_info` answers
-timm's calls. timm is the optional extra `t2t-vit[timm]`; the core package never
-imports it.
+timm's calls. timm is the optional extra `".[timm]"` (`t2t-vit[timm]` once on PyPI); the
+core package never imports it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any
 try:
     from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 except ImportError as err:  # pragma: no cover - the extra is missing
-    raise ImportError('t2t_vit.timm needs timm: pip install "t2t-vit[timm]"') from err
+    from .inference.preprocess import install_line
+
+    raise ImportError("t2t_vit.timm needs timm: " + install_line("timm")) from err
 
 from torch import nn
 

@@ -86,6 +86,12 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
+def _image_ending(name: str) -> bool:
+    from ..inference.evaluate import IMG_EXTENSIONS
+
+    return os.path.splitext(name)[1].lower() in IMG_EXTENSIONS
+
+
 def _is_preset(name: str) -> bool:
     try:
         canonical_name(name)
@@ -278,6 +284,16 @@ def _info(args: argparse.Namespace) -> int:
         raise ValueError(f"NAME {_EMPTY_NAME}")
     if args.weights is not None:
         _check_weights_folder(args.weights)
+    elif os.path.isfile(args.name) or _image_ending(args.name):
+        image = _image_ending(args.name)
+        what = "an image file" if image else "a file"
+        if not os.path.exists(args.name):
+            what = f"{what} name (and no such file)"
+        hint = f" (to classify it: t2t-vit predict --model NAME {args.name})" if image else ""
+        raise ValueError(
+            f"{args.name!r} is {what}; info takes a preset or registry name, or a folder "
+            f"written by save_pretrained{hint}"
+        )
     elif _looks_like_path(args.name) and not os.path.exists(args.name):
         raise FileNotFoundError(
             f"{args.name!r}: no such folder; info takes a preset or registry name, or a folder "

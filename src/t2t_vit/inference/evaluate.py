@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,19 +25,24 @@ __all__ = ["IMG_EXTENSIONS", "EvalResult", "ImageFolder", "evaluate"]
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def _image_files(folder: str | os.PathLike[str]) -> list[Path]:
+def _image_files(
+    folder: str | os.PathLike[str], reserved: frozenset[str] = frozenset()
+) -> list[Path]:
     """The image files under `folder` (recursively, endings in `IMG_EXTENSIONS`), sorted.
 
     Hidden files and folders (names starting with `.`, such as macOS `._*` files) are
     skipped: they are no images even where their ending says so. Symbolic links to folders
-    are followed, as torchvision's ImageFolder does, each real folder once (a link back up
-    the tree is not walked again).
+    are followed, as torchvision's ImageFolder does, each real folder once; a link up the
+    tree (to `folder` or a folder above it) is not followed, nor one into a folder of
+    `reserved` (real paths: the other classes of an evaluation tree).
     """
+    top = os.path.realpath(folder)
     found: list[Path] = []
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:
+        above = real != top and os.path.commonpath([real, top]) == real
+        if real in seen or real in reserved or above:
             dirnames[:] = []
             continue
         seen.add(real)
@@ -94,8 +100,12 @@ class ImageFolder(Dataset[tuple[Tensor, int]]):
             )
         samples: list[tuple[Path, int]] = []
         empty = []
+        # Each class reads its own folder only: a link into another class folder or up
+        # the tree would count that class's images twice.
+        real = {name: os.path.realpath(self.root / name) for name in self.classes}
+        others = frozenset(real.values()) | {os.path.realpath(self.root)}
         for index, name in enumerate(self.classes):
-            files = _image_files(self.root / name)
+            files = _image_files(self.root / name, reserved=others - {real[name]})
             if not files:
                 empty.append(name)
             samples += [(p, index) for p in files]
@@ -196,6 +206,55 @@ class EvalResult:
         }
 
 
+def class_indices(model: nn.Module, folders: list[str], root: str) -> dict[str, int]:
+    """The model's class index of each class folder, matched by name (R4).
+
+    Folders named after the model's labels (`resolve_labels`), or, for ImageNet-1k labels,
+    after the WordNet ids (`n01440764`), take the index of their name: any subset of the
+    classes, in any order. Otherwise, as many folders as classes are numbered in sorted
+    order, with a warning when the model's labels are names the folders could have used.
+    Raises `ValueError` for folders of which only some are labels, and for a count that
+    fits neither way.
+    """
+    from .labels import imagenet_wnids, resolve_labels
+
+    num_classes = int(getattr(model, "num_classes", len(folders)))
+    labels = resolve_labels(model) if num_classes > 0 else []
+    cfg_labels = (getattr(model, "pretrained_cfg", None) or {}).get("labels")
+    names: dict[str, list[str]] = {"the model's labels": labels}
+    if isinstance(cfg_labels, str) and cfg_labels.strip().lower() == "imagenet-1k":
+        names["the ImageNet-1k WordNet ids"] = imagenet_wnids()
+    for what, known in names.items():
+        index = {name: i for i, name in enumerate(known)}
+        matched = [f for f in folders if f in index]
+        if len(matched) == len(folders):
+            return {f: index[f] for f in folders}
+        if matched:
+            unknown = [f for f in folders if f not in index]
+            shown = ", ".join(repr(f) for f in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise ValueError(
+                f"{root!r}: {len(matched)} of {len(folders)} class folders are named after "
+                f"{what}, but {shown}{more} are not; name every class folder after the "
+                "model's labels, or give as many folders as the model has classes"
+            )
+    if len(folders) != num_classes:
+        raise ValueError(
+            f"{root!r} has {len(folders)} class folders but the model has {num_classes} "
+            "classes, and the folders are not named after its labels"
+        )
+    if labels != [str(i) for i in range(num_classes)]:
+        pairs = ", ".join(f"{f!r} -> {labels[i]!r}" for i, f in enumerate(folders[:3]))
+        warnings.warn(
+            f"{root!r}: the class folders are not named after the model's labels; they are "
+            f"numbered in sorted folder-name order ({pairs}, ...): name them after the "
+            "labels to match them by name",
+            UserWarning,
+            stacklevel=3,
+        )
+    return {f: i for i, f in enumerate(folders)}
+
+
 def evaluate(
     model: nn.Module,
     root: str | os.PathLike[str],
@@ -208,7 +267,9 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate `model` on an ImageFolder tree with its own preprocessing.
 
-    The class folders, sorted, must be as many as the model's classes. Runs in
+    Class folders named after the model's labels (or, for ImageNet-1k, its WordNet ids)
+    are matched by name, any subset of them; other names are numbered in sorted order, as
+    many folders as classes, with a warning (see `class_indices`). Runs in
     eval mode under `torch.inference_mode()` (training flag restored); the top-k
     accuracy is top-min(`top_k`, classes). `progress` shows a tqdm bar when tqdm is
     installed. An image that cannot be read raises the same one-line error, naming
@@ -222,11 +283,8 @@ def evaluate(
     _check_count("workers", workers, minimum=0)
     dataset = ImageFolder(root, EvalTransform.from_model(model), limit=limit)
     num_classes = int(getattr(model, "num_classes", len(dataset.classes)))
-    if len(dataset.classes) != num_classes:
-        raise ValueError(
-            f"{str(dataset.root)!r} has {len(dataset.classes)} class folders but the model "
-            f"has {num_classes} classes"
-        )
+    order = class_indices(model, dataset.classes, str(dataset.root))
+    dataset.samples = [(path, order[dataset.classes[i]]) for path, i in dataset.samples]
     loader = DataLoader(
         _ReturnErrors(dataset),
         batch_size=batch_size,

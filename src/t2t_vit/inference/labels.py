@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from ..weights.pretrained_cfg import resolve_pretrained_cfg
+from ..weights.pretrained_cfg import check_labels, resolve_pretrained_cfg
 
 __all__ = ["LABEL_SETS", "imagenet_wnids", "load_labels", "resolve_labels"]
 
@@ -51,26 +51,20 @@ def imagenet_wnids() -> list[str]:
 def resolve_labels(model_or_cfg: nn.Module | dict[str, Any]) -> list[str]:
     """The class names for a model's outputs, from its pretrained config's `labels`.
 
-    `labels` is a label-set name or an explicit list. When the config has none,
-    or their count differs from the model's `num_classes` (a replaced head, a
-    randomly initialised model with another class count), the classes are
-    named by their index: `'class_0'`, `'class_1'`, ...
+    `labels` is a label-set name or an explicit list. A model without them names its
+    classes by index, `'0'`, `'1'`, ... (as `default_pretrained_cfg` does). Labels that do
+    not fit the model's `num_classes` (a list of another length, an unknown label-set name)
+    raise `ValueError`: they are never replaced silently.
     """
     if isinstance(model_or_cfg, dict):
-        cfg, num_classes = model_or_cfg, None
-    else:
-        cfg = resolve_pretrained_cfg(model_or_cfg)
-        num_classes = getattr(model_or_cfg, "num_classes", None)
-    spec = cfg.get("labels")
-    labels: list[str] | None = None
-    if isinstance(spec, str):
-        labels = load_labels(spec)
-    elif isinstance(spec, (list, tuple)):
-        labels = [str(label) for label in spec]
-    if num_classes is None:
-        if labels is None:
+        spec = model_or_cfg.get("labels")
+        if spec is None:
             raise ValueError("the config has no 'labels' and no model gives the class count")
-        return labels
-    if labels is None or len(labels) != num_classes:
-        return [f"class_{i}" for i in range(num_classes)]
-    return labels
+        check_labels(spec, None)
+    else:
+        spec = resolve_pretrained_cfg(model_or_cfg)["labels"]
+        num_classes = getattr(model_or_cfg, "num_classes", None)
+        check_labels(spec, num_classes if isinstance(num_classes, int) else None)
+    if isinstance(spec, str):
+        return load_labels(spec)
+    return [str(label) for label in spec]

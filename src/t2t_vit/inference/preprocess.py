@@ -7,6 +7,7 @@ images (torchvision's `Resize` on the shorter side, `CenterCrop`, `ToTensor`,
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -50,13 +51,22 @@ _ACCEPTED_MODES = (
 )
 
 
+def install_line(extra: str) -> str:
+    """How to install an extra, from a clone (what works today) and from PyPI (once
+    released): `pip install ".[image]"` (in a clone of t2t-vit; ...)."""
+    return (
+        f'pip install ".[{extra}]" in a clone of t2t-vit (pip install "t2t-vit[{extra}]" '
+        "once it is on PyPI)"
+    )
+
+
 def require_pillow() -> Any:
     """The `PIL.Image` module, or an `ImportError` saying which extra to install."""
     try:
         from PIL import Image
     except ImportError as err:
         raise ImportError(
-            'image preprocessing needs Pillow; install it with: pip install "t2t-vit[image]"'
+            "image preprocessing needs Pillow; install it with: " + install_line("image")
         ) from err
     return Image
 
@@ -70,7 +80,7 @@ def require_numpy() -> Any:
         import numpy
     except ImportError as err:
         raise ImportError(
-            'image preprocessing needs NumPy; install it with: pip install "t2t-vit[image]"'
+            "image preprocessing needs NumPy; install it with: " + install_line("image")
         ) from err
     return numpy
 
@@ -104,7 +114,22 @@ def load_image(path: str | os.PathLike[str]) -> PILImage.Image:
     if os.path.isdir(path):
         raise ValueError(f"{name!r} is a folder, not an image file; pass the image files in it")
     if not os.path.isfile(path):
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise ValueError(
+                        f"cannot read image {name!r}: a symbolic link loop (the link leads back "
+                        "to itself); point it at an image file"
+                    ) from None
+            raise FileNotFoundError(
+                f"image file not found: {name!r} is a symbolic link to "
+                f"{os.readlink(path)!r}, which does not exist"
+            )
         raise FileNotFoundError(f"image file not found: {name!r}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"cannot read image {name!r}: empty file (0 bytes)")
     try:
         with image_mod.open(path) as img:
             img.load()
@@ -345,16 +370,43 @@ def _tensor_to_pil(tensor: Tensor) -> PILImage.Image:
     return _array_to_pil(array, "tensor", str(tensor.dtype))
 
 
+def _shorter_side_size(image_size: tuple[int, int], size: int) -> tuple[int, int]:
+    """torchvision `Resize(int)`'s `(width, height)`: the shorter side to `size`, the
+    longer scaled and truncated."""
+    w, h = image_size
+    if w <= h:
+        return size, int(size * h / w)
+    return int(size * w / h), size
+
+
 def _resize_shorter(img: PILImage.Image, size: int, resample: int) -> PILImage.Image:
     """torchvision `Resize(int)`: the shorter side to `size`, the longer truncated."""
-    w, h = img.size
-    if w <= h:
-        new_w, new_h = size, int(size * h / w)
-    else:
-        new_w, new_h = int(size * w / h), size
-    if (new_w, new_h) == (w, h):
+    new_w, new_h = _shorter_side_size(img.size, size)
+    if (new_w, new_h) == img.size:
         return img
     return img.resize((new_w, new_h), resample)
+
+
+#: Above this many times the crop's area, the resize before the crop makes only the window
+#: the crop keeps (ordinary photos are resized whole, as torchvision does).
+_MAX_RESIZE_FACTOR = 16
+
+
+def _resize_window(
+    img: PILImage.Image, resized: tuple[int, int], crop: tuple[int, int], resample: int
+) -> PILImage.Image:
+    """The part of `img.resize(resized)` that `_center_crop(crop)` keeps (the whole of an
+    axis the crop pads), made by resizing only that window of `img`: the same scale and
+    sample positions, without the full-size intermediate."""
+    w, h = img.size
+    box: list[float] = [0.0, 0.0, float(w), float(h)]
+    out = list(resized)
+    for axis, (full, keep, src) in enumerate(zip(resized, crop, (w, h), strict=True)):
+        if keep < full:
+            start = round((full - keep) / 2.0)  # half to even, as _center_crop
+            box[axis], box[axis + 2] = start * src / full, (start + keep) * src / full
+            out[axis] = keep
+    return img.resize((out[0], out[1]), resample, box=(box[0], box[1], box[2], box[3]))
 
 
 def _center_crop(img: PILImage.Image, crop_h: int, crop_w: int) -> PILImage.Image:
@@ -407,7 +459,12 @@ class EvalTransform:
                 f"(and optionally crop_pct, interpolation); got {cfg!r}"
             ) from err
         if channels not in (1, 3):
-            raise ValueError(f"input_size must have 1 or 3 channels, got {channels}")
+            raise ValueError(
+                f"input_size must have 1 or 3 channels, got {channels}: preprocessing makes "
+                f"grey (1) or RGB (3) images only; for a {channels}-channel model build the "
+                f"batch yourself, a (B, {channels}, H, W) float32 tensor scaled to [0, 1] and "
+                "normalised with the model's pretrained_cfg mean and std"
+            )
         if len(mean) != channels or len(std) != channels:
             raise ValueError(
                 f"mean and std need {channels} values for input_size {[channels, height, width]}, "
@@ -458,9 +515,17 @@ class EvalTransform:
         resample = getattr(image_mod.Resampling, self.interpolation.upper())
         size = self.resize_size
         if isinstance(size, int):
+            new_w, new_h = _shorter_side_size(img.size, size)
+        else:
+            new_w, new_h = size[1], size[0]
+        if new_w * new_h > _MAX_RESIZE_FACTOR * self.height * self.width:
+            # A long strip (4x3000) would become 248x186000 before the crop, a 1xN strip
+            # gigabytes: resize only the window the crop keeps (Pillow's `box`), same scale.
+            img = _resize_window(img, (new_w, new_h), (self.width, self.height), resample)
+        elif isinstance(size, int):
             img = _resize_shorter(img, size, resample)
-        elif img.size != (size[1], size[0]):
-            img = img.resize((size[1], size[0]), resample)
+        elif img.size != (new_w, new_h):
+            img = img.resize((new_w, new_h), resample)
         return _center_crop(img, self.height, self.width)
 
     def to_tensor(self, img: PILImage.Image) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Literal, TypeAlias
 
@@ -291,9 +292,11 @@ class T2TModule(NotScriptable, nn.Module):
         if isinstance(x, torch.fx.Proxy):  # FX symbolic tracing: no values to check
             return
         if not isinstance(x, Tensor):
+            shown = f" {os.fspath(x)!r}" if isinstance(x, (str, os.PathLike)) else ""
             raise TypeError(
                 f"the model takes a (B, {self.in_chans}, H, W) tensor, got a "
-                f"{type(x).__name__}; t2t_vit.preprocess(images, model) makes one from images"
+                f"{type(x).__name__}{shown}; t2t_vit.preprocess(images, model) makes one from "
+                "images"
             )
         if x.ndim != 4:
             hint = " (for one image pass x[None])" if x.ndim == 3 else ""

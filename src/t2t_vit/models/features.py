@@ -241,6 +241,8 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
 
         own = set(self.state_dict())
         self._classifier_only = frozenset(k for k in model.state_dict() if k not in own)
+        #: Levels a client selects by module name for the next calls (see `forward`).
+        self.return_layers: dict[str, str] | None = None
         self.register_load_state_dict_pre_hook(_skip_classifier_only)  # type: ignore[no-untyped-call]
         # The model's mode for every submodule: a new module starts in training mode,
         # the shared ones keep the model's (eval after from_pretrained).
@@ -266,8 +268,25 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
         self.tokens_to_token.grad_checkpointing = enable
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """Image `(B, C, H, W)` to the selected maps, each `(B, C_i, h_i, w_i)`."""
+        """Image `(B, C, H, W)` to the selected maps, each `(B, C_i, h_i, w_i)`.
+
+        `return_layers` (module name -> output name, timm's feature-wrapper attribute that
+        transformers' `TimmBackbone` sets for `output_hidden_states=True`) selects other
+        levels for the call, by their `feature_info` module names, in level order."""
+        if self.return_layers:
+            take = self._levels_named(self.return_layers)
+            return self.forward_intermediates(x, indices=take, norm=self.use_norm)
         return self._maps(x, self._stem_take, self._block_take, self.use_norm)
+
+    def _levels_named(self, modules: Mapping[str, Any]) -> list[int]:
+        index = {str(level["module"]): i for i, level in enumerate(self.feature_info.info)}
+        unknown = [m for m in modules if m not in index]
+        if unknown:
+            raise ValueError(
+                f"return_layers names {unknown!r}, which are no levels of this feature model; "
+                f"its levels: {', '.join(index)}"
+            )
+        return sorted(index[m] for m in modules)
 
     def forward_intermediates(
         self,
@@ -315,6 +334,7 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
     def _maps(
         self, x: Tensor, stem_take: list[int], block_take: list[int], norm: bool
     ) -> list[Tensor]:
+        self.check_input(x)
         if not block_take:
             maps = self.tokens_to_token.forward_maps(x, count=max(stem_take) + 1)
             return [maps[i] for i in stem_take]

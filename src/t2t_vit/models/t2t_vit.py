@@ -23,6 +23,7 @@ from ..layers.t2t_module import (
     _check_layers,
     is_static,
 )
+from ..weights.pretrained_cfg import for_new_head
 
 # FX symbolic tracing records these as calls (einops and the resampling's size checks
 # cannot take a Proxy).
@@ -155,19 +156,23 @@ def check_global_pool(global_pool: object) -> str:
 
 
 def _describe(levels: Sequence[Mapping[str, Any]]) -> str:
-    """`0 tokens_to_token.attention1 (stride 4, 64 channels), ..., 2-15 blocks.0-13 (...)`."""
-    parts = [
-        f"{i} {lv['module']} (stride {lv['reduction']}, {lv['num_chs']} channels)"
-        for i, lv in enumerate(levels)
-        if not str(lv["module"]).startswith("blocks.")
-    ]
-    first = len(parts)
-    if first < len(levels):
-        last = len(levels) - 1
-        lv = levels[last]
-        names = "blocks.0" if first == last else f"blocks.0-{last - first}"
-        at = str(first) if first == last else f"{first}-{last}"
-        parts.append(f"{at} {names} (stride {lv['reduction']}, {lv['num_chs']} channels)")
+    """`0 tokens_to_token.attention1 (stride 4, 64 channels), ..., 2-15 blocks.0-13 (...)`:
+    each level by its index and module, a run of consecutive blocks in one entry."""
+    parts = []
+    i = 0
+    while i < len(levels):
+        lv = levels[i]
+        j = i
+        if str(lv["module"]).startswith("blocks."):
+            while j + 1 < len(levels) and str(levels[j + 1]["module"]).startswith("blocks."):
+                j += 1
+        at, names = str(i), str(lv["module"])
+        if j > i:
+            last = str(levels[j]["module"]).removeprefix("blocks.")
+            at, names = f"{i}-{j}", f"{names}-{last}"
+        end = levels[j]
+        parts.append(f"{at} {names} (stride {end['reduction']}, {end['num_chs']} channels)")
+        i = j + 1
     return ", ".join(parts)
 
 
@@ -312,6 +317,22 @@ class _TokenEmbedding(NotScriptable):
     @default_cfg.setter
     def default_cfg(self, cfg: dict[str, Any] | None) -> None:
         self.pretrained_cfg = cfg
+
+    def check_input(self, x: Tensor) -> None:
+        """The one input gate of every entry point that takes a batch (`forward`,
+        `forward_features`, `forward_intermediates`, the feature model,
+        `record_attention_maps`, `rollout`): raise in one line unless `x` is a
+        `(B, in_chans, H, W)` tensor the stem takes (`T2TModule.check_input`) and, when
+        the model is built with `dynamic_img_size=False`, of the size it is built for."""
+        self.tokens_to_token.check_input(x)
+        if isinstance(x, torch.fx.Proxy) or self.dynamic_img_size:
+            return
+        height, width = x.shape[2], x.shape[3]
+        # Symbolic sizes are checked by `pos_embed_for` with a `torch._check`.
+        if is_static(height, width):
+            grid = self.tokens_to_token.output_grid(height, width)
+            if grid != self.grid:
+                raise ValueError(self._not_native(grid))
 
     def _embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         tokens, grid = self.tokens_to_token(x)
@@ -568,11 +589,16 @@ class T2TViT(_TokenEmbedding, nn.Module):
             head = nn.Linear(self.embed_dim, num_classes, device=like.device, dtype=like.dtype)
             self._init_weights(head)
         self.head = head.train(self.training)
+        if isinstance(self.pretrained_cfg, dict):
+            # The old labels and metrics describe the old head: the new classes are named
+            # by index (set pretrained_cfg["labels"] to name them).
+            self.pretrained_cfg = for_new_head(self.pretrained_cfg, num_classes)
 
     # -- forward ----------------------------------------------------------------------
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Image `(B, C, H, W)` to the normalised tokens `(B, 1 + N, embed_dim)`."""
+        self.check_input(x)
         x, _ = self._embed(x)
         for block in self.blocks:
             x = self._run_block(block, x)
@@ -682,6 +708,7 @@ class T2TViT(_TokenEmbedding, nn.Module):
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        self.check_input(x)
         levels = self.feature_info
         take = resolve_level_indices(indices, levels, name="indices")
         num_stem = len(levels) - len(self.blocks)

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,28 @@ def timeout_from_env(variable: str, default: float) -> float:
     return seconds
 
 
+#: huggingface_hub's timeout variables, which it reads with `int()` when it is imported.
+HUB_TIMEOUT_VARIABLES = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
+
+
+def check_hub_env() -> None:
+    """Before huggingface_hub is imported: `ValueError` naming a timeout variable its import
+    would fail on (`int()` of `abc` or `2.5`), where huggingface_hub names none."""
+    if "huggingface_hub.constants" in sys.modules:
+        return
+    for variable in HUB_TIMEOUT_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            continue
+        try:
+            int(value)
+        except ValueError:
+            raise ValueError(
+                f"{variable}={value!r} must be a whole number of seconds greater than 0 "
+                "(huggingface_hub reads it as an integer; unset it for the default)"
+            ) from None
+
+
 def hub_timeout() -> float:
     """`$HF_HUB_ETAG_TIMEOUT` (huggingface_hub's own setting) if set, else `DEFAULT_HUB_TIMEOUT`."""
     return timeout_from_env("HF_HUB_ETAG_TIMEOUT", DEFAULT_HUB_TIMEOUT)
@@ -85,6 +108,7 @@ def hub_timeout() -> float:
 
 def endpoint() -> str:
     """The Hub's base URL: `$HF_ENDPOINT`, else huggingface_hub's default."""
+    check_hub_env()
     from huggingface_hub import constants
 
     # huggingface_hub reads HF_ENDPOINT once at import; reading it per call lets a process
@@ -95,6 +119,7 @@ def endpoint() -> str:
 
 def offline() -> bool:
     """Whether `HF_HUB_OFFLINE` forbids network requests."""
+    check_hub_env()
     from huggingface_hub import constants
 
     env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
@@ -104,6 +129,7 @@ def offline() -> bool:
 def _cached(
     repo_id: str, revision: str, cache_dir: str | os.PathLike[str] | None
 ) -> tuple[Path, Path] | None:
+    check_hub_env()
     from huggingface_hub import hf_hub_download
 
     try:
@@ -137,6 +163,7 @@ def download_folder(
     Hub cannot be reached, or answers with a server error, a cached copy is used if there is
     one (unless `force_download`).
     """
+    check_hub_env()
     from huggingface_hub import hf_hub_download, hf_hub_url
 
     from .. import __version__
@@ -198,6 +225,7 @@ def _probe(url: str, timeout: float) -> None:
     answer. (`get_hf_file_metadata` would do, but retries network errors and 5xx for ~23 s in
     huggingface_hub 0.35.1-0.36.x.)"""
     # Documented utilities, importable from here in every release since 0.20.
+    check_hub_env()
     from huggingface_hub.utils import (  # type: ignore[attr-defined]
         build_hf_headers,
         get_session,
@@ -214,9 +242,29 @@ def _probe(url: str, timeout: float) -> None:
         else {"allow_redirects": False}
     )
     headers = build_hf_headers(library_name=LIBRARY_NAME, library_version=__version__)
-    response = session.head(url, headers=headers, timeout=timeout, **no_redirects)
+    try:
+        response = session.head(url, headers=headers, timeout=timeout, **no_redirects)
+    except Exception as err:
+        if "timeout" in type(err).__name__.lower() or isinstance(err, TimeoutError):
+            raise  # no answer in time: a second wait would only double it
+        # A kept-alive connection the server has dropped (after a 5xx, say) fails at once:
+        # one more try on a fresh connection tells that from a network that is down.
+        _fresh_session()
+        session = get_session()
+        response = session.head(url, headers=headers, timeout=timeout, **no_redirects)
     if response.status_code >= 400:
         hf_raise_for_status(response)
+
+
+def _fresh_session() -> None:
+    """Close huggingface_hub's shared session and its pooled connections; the next
+    `get_session()` opens new ones (`close_session` since 1.0, `reset_sessions` before)."""
+    check_hub_env()
+    from huggingface_hub import utils
+
+    close = getattr(utils, "close_session", None) or getattr(utils, "reset_sessions", None)
+    if close is not None:
+        close()
 
 
 def check_upload_access(token: str | None = None) -> str:
@@ -226,6 +274,7 @@ def check_upload_access(token: str | None = None) -> str:
     Raises `ValueError` for an empty or missing token, `PermissionError` for a token the Hub
     refuses and `ConnectionError` for a Hub that cannot be reached, each in one line.
     """
+    check_hub_env()
     from huggingface_hub import get_token
     from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[attr-defined]
 
@@ -281,6 +330,7 @@ def upload_folder(
 ) -> Any:
     """Create the Hub model repository if missing and upload a folder's files to its root.
     Returns huggingface_hub's commit info."""
+    check_hub_env()
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint(), token=token)

@@ -60,6 +60,13 @@ def _check_overrides(overrides: dict[str, Any]) -> None:
     check_model_args(overrides)
 
 
+def _device(value: str | torch.device) -> torch.device | str:
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError):
+        return str(value)  # torch's own error comes when the model is moved
+
+
 def _is_registry_name(name: str) -> bool:
     try:
         get_weights(name)
@@ -145,7 +152,8 @@ def from_pretrained(
     than the checkpoint's resamples the position table bicubically (class token kept).
     Other keyword arguments replace
     `T2TViT` arguments (`drop_path_rate=0.1`, ...); everything else loads strictly.
-    `device` (alias `map_location`) and `dtype` place the result.
+    `device` (alias `map_location`; both given must agree) and `dtype` place the result.
+    The weights are copied out of the file into memory of the model's own.
 
     Raises `PretrainedLoadError` naming each place tried and what it answered, and
     `ValueError` for an unknown registry name.
@@ -154,6 +162,11 @@ def from_pretrained(
         raise ValueError(f"unknown source {source!r}; accepted: {', '.join(SOURCES)}")
     _check_overrides(overrides)
     check_load_args(num_classes, dtype)
+    if device is not None and map_location is not None and _device(device) != _device(map_location):
+        raise ValueError(
+            f"device={device!r} and map_location={map_location!r} disagree; map_location is "
+            "an alias of device: pass one of them"
+        )
     name = os.fspath(name_or_path)
     load: dict[str, Any] = dict(
         num_classes=num_classes,

@@ -13,8 +13,11 @@ __all__ = [
     "IMAGENET_DEFAULT_STD",
     "LABEL_SET_SIZES",
     "architecture_of",
+    "check_labels",
     "default_pretrained_cfg",
     "first_layer",
+    "for_new_head",
+    "index_labels",
     "label_count",
     "resolve_pretrained_cfg",
 ]
@@ -49,7 +52,7 @@ def default_pretrained_cfg(
         "interpolation": "bicubic",
         "mean": list(IMAGENET_DEFAULT_MEAN) if rgb else [_GREY_MEAN] * in_chans,
         "std": list(IMAGENET_DEFAULT_STD) if rgb else [_GREY_STD] * in_chans,
-        "labels": "imagenet-1k" if num_classes == 1000 else [str(i) for i in range(num_classes)],
+        "labels": "imagenet-1k" if num_classes == 1000 else index_labels(num_classes),
     }
 
 
@@ -104,12 +107,65 @@ _REQUIRED = ("input_size", "crop_pct", "interpolation", "mean", "std", "labels")
 
 
 def label_count(labels: Any) -> int | None:
-    """How many classes a `labels` entry names: a label-set name or a list; `None`: unknown."""
+    """How many classes a `labels` entry names: a label-set name (any case, as `load_labels`
+    reads it) or a list; `None`: unknown."""
     if isinstance(labels, str):
-        return LABEL_SET_SIZES.get(labels)
+        return LABEL_SET_SIZES.get(labels.strip().lower())
     if isinstance(labels, (list, tuple)):
         return len(labels)
     return None
+
+
+def index_labels(num_classes: int) -> list[str]:
+    """The names of classes nobody has named: their indices, `'0'`, `'1'`, ..."""
+    return [str(i) for i in range(num_classes)]
+
+
+def check_labels(labels: Any, num_classes: int | None) -> None:
+    """`ValueError` in one line for a `labels` entry that is no known label-set name nor a
+    list, or that names another number of classes than `num_classes` (when given)."""
+    known = ", ".join(LABEL_SET_SIZES)
+    if isinstance(labels, str) and label_count(labels) is None:
+        raise ValueError(
+            f"pretrained_cfg labels {labels!r} is no known label set ({known}); give one of "
+            "them or a list of class names"
+        )
+    count = label_count(labels)
+    if count is None:
+        raise ValueError(
+            f"pretrained_cfg labels must be a label-set name ({known}) or a list of class "
+            f"names, got {labels!r}"
+        )
+    if num_classes is not None and count != num_classes:
+        shown = repr(labels) if isinstance(labels, str) else _short_list(labels)
+        raise ValueError(
+            f"pretrained_cfg labels {shown} name {count} classes but the model has "
+            f"{num_classes}; set model.pretrained_cfg['labels'] to {num_classes} names "
+            "(reset_classifier names a new head's classes by index)"
+        )
+
+
+def _short_list(labels: Any) -> str:
+    items = list(labels)
+    more = ", ..." if len(items) > 3 else ""
+    return f"[{', '.join(repr(x) for x in items[:3])}{more}]"
+
+
+def for_new_head(cfg: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """`cfg` for a head of `num_classes` classes: labels that do not fit become the class
+    indices, and the metrics measured with the old head go with them."""
+    if label_count(cfg.get("labels")) == num_classes:
+        return (
+            cfg
+            if cfg.get("num_classes", num_classes) == num_classes
+            else {**cfg, "num_classes": num_classes}
+        )
+    old = ("metrics", "label_names", "label_descriptions")
+    fresh = {k: v for k, v in cfg.items() if k not in old}
+    fresh["labels"] = index_labels(num_classes)
+    if "num_classes" in cfg:  # timm's key: the classes of the weights' head
+        fresh["num_classes"] = num_classes
+    return fresh
 
 
 def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
@@ -121,28 +177,24 @@ def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
     and optionally `metrics` and `source`.
 
     A config that sets only some keys (`{"labels": [...]}`) gets the defaults for the
-    others. The labels always fit the model's head: where they do not (a head replaced with
-    `reset_classifier`, say), the result names the classes by index and drops the
-    checkpoint's `metrics`, which were measured with the old head.
+    others. Labels are returned as they are: those that do not fit the model's head (a list
+    of another length, an unknown label-set name) are refused where they are used
+    (`resolve_labels`, `predict`, `evaluate`, `save_pretrained`), never replaced silently.
+    `reset_classifier` and `from_pretrained(..., num_classes=N)` name a new head's classes
+    by index and drop the checkpoint's `metrics`, which were measured with the old head.
     """
     return complete_pretrained_cfg(model, getattr(model, "pretrained_cfg", None))
 
 
 def complete_pretrained_cfg(model: nn.Module, cfg: dict[str, Any] | None) -> dict[str, Any]:
     """`cfg` for `model`, with the official defaults for the keys it lacks (all of them for
-    `None`) and labels that fit the model's head (see `resolve_pretrained_cfg`)."""
-    num_classes = getattr(model, "num_classes", None)
+    `None`); the labels as they are (see `resolve_pretrained_cfg`)."""
     if not isinstance(cfg, dict):
         cfg = _model_defaults(model)
     missing = [key for key in _REQUIRED if key not in cfg]
     if missing:
         defaults = _model_defaults(model)
         cfg = {**{key: defaults[key] for key in missing}, **cfg}
-    if isinstance(num_classes, int) and label_count(cfg.get("labels")) != num_classes:
-        cfg = {k: v for k, v in cfg.items() if k != "metrics"}
-        cfg["labels"] = [str(i) for i in range(num_classes)]
-        if "num_classes" in cfg:
-            cfg["num_classes"] = num_classes
     timm_keys = _timm_keys(model)
     if any(key not in cfg for key in timm_keys):
         cfg = {**cfg, **{k: v for k, v in timm_keys.items() if k not in cfg}}

@@ -30,7 +30,7 @@ from typing import Any
 from ..output import replace_folder
 from .checkpoint import UnsafeCheckpointError, convert_checkpoint, sha256sum
 from .errors import Attempt, describe_failure, local_error
-from .hub import timeout_from_env
+from .hub import check_hub_env, timeout_from_env
 from .registry import PretrainedWeights, expected_sha256_prefix
 from .serialization import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME
 
@@ -91,6 +91,30 @@ _DISK_ADVICE = (
 )
 
 
+def _disk_advice(root: Path, cache_dir: str | os.PathLike[str] | None) -> str:
+    """What to do about a cache folder that cannot be written, naming the setting that chose
+    it: advice to "set T2T_VIT_CACHE" is no help when it is set (to a file, say)."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if cache_dir is not None:
+        setting = f"cache_dir={os.fspath(cache_dir)!r}"
+    elif env:
+        setting = f"{CACHE_ENV}={env!r}"
+    else:
+        setting = None
+    blocker = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        cause = f"{blocker} is a file, not a folder: "
+        if setting is not None:
+            return f"{cause}point {setting.split('=')[0]} at a folder (it is {setting})."
+        return f"{cause}move it, or set {CACHE_ENV} or pass cache_dir= to use another folder."
+    if setting is not None:
+        return (
+            f"Free space on its disk or make it writable, or point {setting.split('=')[0]} "
+            f"(it is {setting}) at another folder."
+        )
+    return _DISK_ADVICE
+
+
 def _conversion_failure(
     where: str, entry: PretrainedWeights, digest: str, dest: Path, err: Exception
 ) -> OriginalUnavailableError:
@@ -141,6 +165,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get(CACHE_ENV, "").strip()
     if env:
         return Path(env).expanduser()
+    check_hub_env()
     from huggingface_hub import constants
 
     return Path(os.environ.get("HF_HOME", "").strip() or constants.HF_HOME).expanduser() / "t2t-vit"
@@ -190,6 +215,7 @@ def _opener() -> urllib.request.OpenerDirector:
 
 def _progress(total: int | None, initial: int, name: str) -> Any:
     # huggingface_hub's tqdm: it honours HF_HUB_DISABLE_PROGRESS_BARS.
+    check_hub_env()
     from huggingface_hub.utils import tqdm  # type: ignore[attr-defined]
 
     return tqdm(  # type: ignore[no-untyped-call]
@@ -399,7 +425,7 @@ def converted_folder(
                 where,
                 f"cannot write the cache folder {root} ({err.strerror or err})",
             ),
-            advice=_DISK_ADVICE,
+            advice=_disk_advice(root, cache_dir),
         ) from err
     try:
         # Another process may have made it while this one waited for the lock.

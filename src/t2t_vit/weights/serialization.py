@@ -42,8 +42,10 @@ from .errors import PretrainedLoadError
 from .pretrained_cfg import (
     LABEL_SET_SIZES,
     architecture_of,
+    check_labels,
     complete_pretrained_cfg,
     first_layer,
+    for_new_head,
     label_count,
     resolve_pretrained_cfg,
 )
@@ -180,6 +182,11 @@ def folder_files(
                 f"classes, the model has {model.num_classes}; pass labels that fit, or leave "
                 "pretrained_cfg out to use the model's own"
             )
+    # Labels that do not fit the head are refused, never written.
+    check_labels(
+        complete_pretrained_cfg(model, pretrained_cfg or model.pretrained_cfg).get("labels"),
+        model.num_classes,
+    )
     text = config_bytes(_config_for(model, pretrained_cfg))
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     weights: bytes = save(state, metadata={"format": "pt"})
@@ -505,11 +512,19 @@ def _read_weights(path: Path, advice: str) -> dict[str, Tensor]:
             raise PretrainedLoadError(f"{path} holds no state dict of tensors. {advice}")
         return {str(k): v for k, v in loaded.items()}
     try:
-        state: dict[str, Tensor] = load_file(str(path), device="cpu")
+        mapped: dict[str, Tensor] = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as err:
         raise PretrainedLoadError(
             f"{path} is not a valid safetensors file (truncated or corrupt: {err}). {advice}"
         ) from None
+    # `load_file` maps the file: its tensors would stay views of it, 8-byte aligned (another
+    # file copied over it would change the live model, a shorter one kill the process with
+    # SIGBUS, and misaligned weights change the CPU kernels' results). Each is copied into
+    # memory of its own, aligned by torch's allocator, and the mapping is released.
+    state = {
+        key: tensor.clone(memory_format=torch.contiguous_format) for key, tensor in mapped.items()
+    }
+    del mapped
     return state
 
 
@@ -529,6 +544,23 @@ def _builds(model_args: dict[str, Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def adapt_normalization(cfg: dict[str, Any], in_chans: int) -> dict[str, list[float]]:
+    """`mean` and `std` of `cfg` for `in_chans` input channels: one channel takes the mean
+    over the trained channels (grey from RGB, as timm adapts its configs), more channels
+    repeat them in turn, as the first layer's weights are repeated; empty when they fit."""
+    adapted: dict[str, list[float]] = {}
+    for key in ("mean", "std"):
+        values = cfg.get(key)
+        if not isinstance(values, (list, tuple)) or not values or len(values) == in_chans:
+            continue
+        numbers = [float(v) for v in values]
+        if in_chans == 1:
+            adapted[key] = [sum(numbers) / len(numbers)]
+        else:
+            adapted[key] = [numbers[i % len(numbers)] for i in range(in_chans)]
+    return adapted
 
 
 def check_load_args(num_classes: int | None, dtype: object) -> None:
@@ -633,6 +665,7 @@ def load_folder(
         )
         if isinstance(cfg.get("input_size"), list) and cfg["input_size"]:
             cfg["input_size"] = [in_chans, *cfg["input_size"][1:]]
+        cfg.update(adapt_normalization(cfg, in_chans))
     try:
         check_model_args(model_args)
         # On the meta device: no memory and no random initialisation for weights that the
@@ -667,11 +700,16 @@ def load_folder(
             mismatch=err,
         ) from None
     model.load_state_dict(state, strict=True, assign=True)
+    if new_head and cfg:
+        # A new head's classes are named by index, and the checkpoint's metrics go.
+        cfg = for_new_head(cfg, model.num_classes)
     if "num_classes" in cfg:
         cfg["num_classes"] = model.num_classes  # timm's key, for the head loaded
     model.pretrained_cfg = cfg or None
-    # Labels that do not fit the head (a new num_classes) become class indices, and the
-    # checkpoint's metrics go with them.
     model.pretrained_cfg = resolve_pretrained_cfg(model)
+    try:
+        check_labels(model.pretrained_cfg.get("labels"), model.num_classes)
+    except ValueError as err:
+        raise PretrainedLoadError(f"{where}: {CONFIG_NAME}: {err}") from None
     model.to(device=device or "cpu", dtype=dtype)
     return model.eval()

@@ -1,0 +1,52 @@
+"""transformers' `TimmBackbone(...)(x, output_hidden_states=True)` (issue 23, item 15): every
+level as a hidden state, through the `return_layers` attribute the feature model reads.
+
+Interop test: it runs in CI's interop venv (`pytest -m interop`); a missing package there
+fails the import, never skips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoBackbone, TimmBackboneConfig
+
+import t2t_vit
+import t2t_vit.timm
+
+pytestmark = pytest.mark.interop
+
+
+def test_output_hidden_states_gives_every_level_and_the_same_feature_maps() -> None:
+    torch.manual_seed(0)
+    backbone = AutoBackbone.from_config(
+        TimmBackboneConfig(backbone="t2t_vit_7", out_indices=(0, 1, -1))
+    ).eval()
+    features = backbone._backbone
+    assert isinstance(features, t2t_vit.T2TFeatures)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = backbone(x, output_hidden_states=True)
+        plain = backbone(x)
+        every = features.forward_intermediates(x, indices=list(range(9)))
+    assert out.hidden_states is not None
+    assert len(out.hidden_states) == len(features.feature_info.info) == 9
+    assert all(torch.equal(h, e) for h, e in zip(out.hidden_states, every, strict=True))
+    assert [tuple(f.shape) for f in out.feature_maps] == [
+        (2, 64, 16, 16),
+        (2, 64, 8, 8),
+        (2, 256, 4, 4),
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(out.feature_maps, plain.feature_maps, strict=True))
+
+
+def test_output_hidden_states_of_a_stem_only_backbone_is_refused_in_one_line() -> None:
+    backbone = AutoBackbone.from_config(
+        TimmBackboneConfig(backbone="t2t_vit_7", out_indices=(0, 1))
+    ).eval()
+    with pytest.raises(
+        ValueError,
+        match=r"^indices \[0, 1, 2, 3, 4, 5, 6, 7, 8\] reach level 8 \(blocks\.6\) but this "
+        r"feature model stops at level 1 \(tokens_to_token\.attention2\); select deeper "
+        r"levels with out_indices when you build it$",
+    ):
+        backbone(torch.randn(1, 3, 64, 64), output_hidden_states=True)
