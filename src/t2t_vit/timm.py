@@ -20,9 +20,11 @@ from typing import Any
 try:
     from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 except ImportError as err:  # pragma: no cover - the extra is missing
-    from .inference.preprocess import install_line
-
-    raise ImportError("t2t_vit.timm needs timm: " + install_line("timm")) from err
+    # The wording of `install_line` (inference), which this layer does not import.
+    raise ImportError(
+        't2t_vit.timm needs timm: pip install ".[timm]" in a clone of t2t-vit '
+        '(pip install "t2t-vit[timm]" once it is on PyPI)'
+    ) from err
 
 from torch import nn
 

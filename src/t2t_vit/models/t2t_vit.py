@@ -23,7 +23,7 @@ from ..layers.t2t_module import (
     _check_layers,
     is_static,
 )
-from ..weights.pretrained_cfg import for_new_head
+from .class_names import for_new_head
 
 # FX symbolic tracing records these as calls (einops and the resampling's size checks
 # cannot take a Proxy).

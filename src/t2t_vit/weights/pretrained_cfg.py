@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from ..models.class_names import LABEL_SET_SIZES, for_new_head, index_labels, label_count
 from ..models.presets import PRESETS
 
 __all__ = [
@@ -26,10 +27,6 @@ IMAGENET_DEFAULT_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 """Per-channel RGB mean of ImageNet, on pixel values in [0, 1]."""
 IMAGENET_DEFAULT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 """Per-channel RGB standard deviation of ImageNet, on pixel values in [0, 1]."""
-
-
-#: Number of classes of each named label set (`t2t_vit.labels.LABEL_SETS`).
-LABEL_SET_SIZES: dict[str, int] = {"imagenet-1k": 1000, "cifar-10": 10, "cifar-100": 100}
 
 
 #: One-channel (grey) models: the ImageNet mean and std averaged over the three channels.
@@ -106,21 +103,6 @@ def _timm_keys(model: nn.Module) -> dict[str, Any]:
 _REQUIRED = ("input_size", "crop_pct", "interpolation", "mean", "std", "labels")
 
 
-def label_count(labels: Any) -> int | None:
-    """How many classes a `labels` entry names: a label-set name (any case, as `load_labels`
-    reads it) or a list; `None`: unknown."""
-    if isinstance(labels, str):
-        return LABEL_SET_SIZES.get(labels.strip().lower())
-    if isinstance(labels, (list, tuple)):
-        return len(labels)
-    return None
-
-
-def index_labels(num_classes: int) -> list[str]:
-    """The names of classes nobody has named: their indices, `'0'`, `'1'`, ..."""
-    return [str(i) for i in range(num_classes)]
-
-
 def check_labels(labels: Any, num_classes: int | None) -> None:
     """`ValueError` in one line for a `labels` entry that is no known label-set name nor a
     list, or that names another number of classes than `num_classes` (when given)."""
@@ -149,23 +131,6 @@ def _short_list(labels: Any) -> str:
     items = list(labels)
     more = ", ..." if len(items) > 3 else ""
     return f"[{', '.join(repr(x) for x in items[:3])}{more}]"
-
-
-def for_new_head(cfg: dict[str, Any], num_classes: int) -> dict[str, Any]:
-    """`cfg` for a head of `num_classes` classes: labels that do not fit become the class
-    indices, and the metrics measured with the old head go with them."""
-    if label_count(cfg.get("labels")) == num_classes:
-        return (
-            cfg
-            if cfg.get("num_classes", num_classes) == num_classes
-            else {**cfg, "num_classes": num_classes}
-        )
-    old = ("metrics", "label_names", "label_descriptions")
-    fresh = {k: v for k, v in cfg.items() if k not in old}
-    fresh["labels"] = index_labels(num_classes)
-    if "num_classes" in cfg:  # timm's key: the classes of the weights' head
-        fresh["num_classes"] = num_classes
-    return fresh
 
 
 def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:

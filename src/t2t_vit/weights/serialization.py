@@ -240,7 +240,7 @@ OWN_KEY = "t2t_vit"
 
 def _config_for(model: T2TViT, pretrained_cfg: dict[str, Any] | None) -> dict[str, Any]:
     """The content of `config.json` for `model` (see the module's docstring)."""
-    from ..inference.labels import load_labels
+    from .label_sets import load_labels
 
     cfg = complete_pretrained_cfg(model, pretrained_cfg or model.pretrained_cfg)
     args = dict(model.config)
@@ -479,7 +479,7 @@ def _timm_only(model_args: dict[str, Any]) -> dict[str, Any]:
 def _own_cfg(stored: dict[str, Any], own: dict[str, Any], label_names: Any) -> dict[str, Any]:
     """The `pretrained_cfg` a model holds, from a folder's `pretrained_cfg`, its `t2t_vit`
     object and its `label_names` (timm's names of the classes)."""
-    from ..inference.labels import load_labels
+    from .label_sets import load_labels
 
     cfg = {k: v for k, v in stored.items() if k not in _LOCATION_KEYS and k != "custom_load"}
     if not isinstance(cfg.get("source"), dict):
