@@ -27,14 +27,15 @@ def test_output_hidden_states_gives_every_level_and_the_same_feature_maps() -> N
     with torch.no_grad():
         out = backbone(x, output_hidden_states=True)
         plain = backbone(x)
-        every = features.forward_intermediates(x, indices=list(range(9)))
+        every = features.forward_intermediates(x, indices=list(range(4)))
     assert out.hidden_states is not None
-    assert len(out.hidden_states) == len(features.feature_info.info) == 9
+    # timm's features_only gives the pyramid: one level per stride (4, 8, 16, 32).
+    assert len(out.hidden_states) == len(features.feature_info.info) == 4
     assert all(torch.equal(h, e) for h, e in zip(out.hidden_states, every, strict=True))
     assert [tuple(f.shape) for f in out.feature_maps] == [
         (2, 64, 16, 16),
         (2, 64, 8, 8),
-        (2, 256, 4, 4),
+        (2, 256, 2, 2),
     ]
     assert all(torch.equal(a, b) for a, b in zip(out.feature_maps, plain.feature_maps, strict=True))
 
@@ -45,7 +46,7 @@ def test_output_hidden_states_of_a_stem_only_backbone_is_refused_in_one_line() -
     ).eval()
     with pytest.raises(
         ValueError,
-        match=r"^indices \[0, 1, 2, 3, 4, 5, 6, 7, 8\] reach level 8 \(blocks\.6\) but this "
+        match=r"^indices \[0, 1, 2, 3\] reach level 3 \(downsample\) but this "
         r"feature model stops at level 1 \(tokens_to_token\.attention2\); select deeper "
         r"levels with out_indices when you build it$",
     ):
