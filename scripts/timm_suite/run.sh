@@ -4,6 +4,8 @@
 # Usage: scripts/timm_suite/run.sh PYTHON TIMM_VERSION   (PYTHON has timm, torchvision, pytest)
 set -euo pipefail
 python=${1:?usage: run.sh PYTHON TIMM_VERSION}
+# Absolute, since the suite runs in another folder (not resolved: a venv's python is a link).
+python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")"
 version=${2:?usage: run.sh PYTHON TIMM_VERSION}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
