@@ -276,9 +276,23 @@ def main(argv: list[str] | None = None) -> None:
         dist.destroy_process_group()
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies under it (through `./`, `..` and symlinks)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
 def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Before any work: --resume needs a checkpoint, and a new run never replaces one."""
     output = Path(args.output)
+    # The run's files never go into a data tree: a class folder named `model` would join the
+    # next run's classes.
+    for flag, data in (("--data", args.data), ("--val-data", args.val_data)):
+        if data is not None and _inside(output, Path(data)):
+            parser.error(
+                f"--output {args.output} is inside {flag} {data}: the run would write into the "
+                "image tree; choose an --output outside it"
+            )
     if args.resume and args.force:
         parser.error("--resume continues the run in --output, --force starts a new one: give one")
     if args.resume:

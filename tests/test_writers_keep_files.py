@@ -512,3 +512,21 @@ def test_item3_train_ddp_never_saves_over_its_pretrained_folder(
         "config.json; choose another --output"
     )
     assert snapshot(pretrained) == before
+
+
+@pytest.mark.parametrize("where", ["", "/blue", "/./"])
+def test_train_ddp_refuses_an_output_inside_its_image_tree(
+    env: Env, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """Found by the newcomer pass: `--output` inside `--data` wrote `model/` into the tree,
+    a class folder the next run trained on."""
+    before = snapshot(env.data)
+    output = f"{env.data}{where}"
+    with pytest.raises(Failed):
+        _example("train_ddp.py", "--data", str(env.data), "--output", output)
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said.endswith(
+        f"error: --output {output} is inside --data {env.data}: the run would write into the "
+        "image tree; choose an --output outside it"
+    )
+    assert snapshot(env.data) == before

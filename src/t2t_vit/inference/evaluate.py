@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from ..models.wrappers import unwrap_model
 from .predict import check_classifier
 from .preprocess import EvalTransform, _check_count
 
@@ -218,7 +219,7 @@ def class_indices(model: nn.Module, folders: list[str], root: str) -> dict[str, 
     """
     from .labels import imagenet_wnids, resolve_labels
 
-    num_classes = int(getattr(model, "num_classes", len(folders)))
+    num_classes = int(getattr(unwrap_model(model, "evaluate"), "num_classes", len(folders)))
     labels = resolve_labels(model) if num_classes > 0 else []
     cfg_labels = (getattr(model, "pretrained_cfg", None) or {}).get("labels")
     names: dict[str, list[str]] = {"the model's labels": labels}
@@ -282,7 +283,7 @@ def evaluate(
     _check_count("batch_size", batch_size)
     _check_count("workers", workers, minimum=0)
     dataset = ImageFolder(root, EvalTransform.from_model(model), limit=limit)
-    num_classes = int(getattr(model, "num_classes", len(dataset.classes)))
+    num_classes = int(getattr(unwrap_model(model, "evaluate"), "num_classes", len(dataset.classes)))
     order = class_indices(model, dataset.classes, str(dataset.root))
     dataset.samples = [(path, order[dataset.classes[i]]) for path, i in dataset.samples]
     loader = DataLoader(

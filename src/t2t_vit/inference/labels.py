@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from ..models.wrappers import unwrap_model
 from ..weights.label_sets import LABEL_SETS, imagenet_wnids, load_labels
 from ..weights.pretrained_cfg import check_labels, resolve_pretrained_cfg
 
@@ -26,6 +27,7 @@ def resolve_labels(model_or_cfg: nn.Module | dict[str, Any]) -> list[str]:
             raise ValueError("the config has no 'labels' and no model gives the class count")
         check_labels(spec, None)
     else:
+        model_or_cfg = unwrap_model(model_or_cfg, "resolve_labels")
         spec = resolve_pretrained_cfg(model_or_cfg)["labels"]
         num_classes = getattr(model_or_cfg, "num_classes", None)
         check_labels(spec, num_classes if isinstance(num_classes, int) else None)

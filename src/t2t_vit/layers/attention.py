@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from . import precision
 from .linear import linear
+from .scripting import NotScriptable
 
 __all__ = [
     "FUSED_MIN_TOKENS",
@@ -76,7 +77,7 @@ def attend(
     return attn @ v
 
 
-class Attention(nn.Module):
+class Attention(NotScriptable, nn.Module):
     """Multi-head self-attention, `(B, N, dim) -> (B, N, out_dim)`.
 
     With `out_dim == dim` this is the encoder block's attention. With another

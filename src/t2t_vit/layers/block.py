@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from .attention import Attention
 from .linear import linear
+from .scripting import NotScriptable
 
 __all__ = ["Block", "DropPath", "Mlp", "drop_path"]
 
@@ -38,7 +39,7 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
-class Mlp(nn.Module):
+class Mlp(NotScriptable, nn.Module):
     """Two linear layers with GELU between, `(B, N, in) -> (B, N, out)`."""
 
     def __init__(
@@ -69,7 +70,7 @@ class Mlp(nn.Module):
         return out
 
 
-class Block(nn.Module):
+class Block(NotScriptable, nn.Module):
     """Pre-norm transformer encoder block, `(B, N, dim) -> (B, N, dim)`."""
 
     def __init__(

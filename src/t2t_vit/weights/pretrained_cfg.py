@@ -8,6 +8,7 @@ from torch import nn
 
 from ..models.class_names import LABEL_SET_SIZES, for_new_head, index_labels, label_count
 from ..models.presets import PRESETS
+from ..models.wrappers import unwrap_model
 
 __all__ = [
     "IMAGENET_DEFAULT_MEAN",
@@ -147,7 +148,9 @@ def resolve_pretrained_cfg(model: nn.Module) -> dict[str, Any]:
     (`resolve_labels`, `predict`, `evaluate`, `save_pretrained`), never replaced silently.
     `reset_classifier` and `from_pretrained(..., num_classes=N)` name a new head's classes
     by index and drop the checkpoint's `metrics`, which were measured with the old head.
+    A model inside `torch.compile` or (Distributed)DataParallel is read through (R3).
     """
+    model = unwrap_model(model, "resolve_pretrained_cfg")
     return complete_pretrained_cfg(model, getattr(model, "pretrained_cfg", None))
 
 

@@ -174,6 +174,16 @@ def folder_files(
 
     if not isinstance(model, T2TViT):
         raise TypeError(f"save_pretrained expects a T2TViT, got {type(model).__name__}")
+    if pretrained_cfg is not None and not isinstance(pretrained_cfg, dict):
+        raise TypeError(
+            f"pretrained_cfg must be a dict (e.g. {{'labels': [...]}}) or None, not "
+            f"{type(pretrained_cfg).__name__} {pretrained_cfg!r}"
+        )
+    if any(t.is_meta for t in model.state_dict().values()):
+        raise ValueError(
+            "the model is on the meta device: it has no weights to save; load or train it "
+            "on a real device first"
+        )
     if pretrained_cfg is not None:
         count = label_count(pretrained_cfg.get("labels"))
         if count is not None and count != model.num_classes:
