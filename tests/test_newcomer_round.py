@@ -75,3 +75,23 @@ def test_a_pretrained_cfg_that_is_not_a_dict_is_named(tmp_path: Path) -> None:
         "pretrained_cfg must be a dict (e.g. {'labels': [...]}) or None, not str 'imagenet'"
     )
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "attention"])
+def test_the_cli_names_a_symbolic_link_loop_as_the_api_does(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from t2t_vit.cli import main
+
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    weights = t2t_vit.save_pretrained(_model(), tmp_path / "weights")
+    args = [command, str(loop), "--weights", str(weights)]
+    if command == "attention":
+        args += ["--out", str(tmp_path / "map.png")]
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(
+        f"cannot read image {str(loop)!r}: a symbolic link loop (the link leads back to "
+        "itself); point it at an image file"
+    )

@@ -166,6 +166,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _image_arguments(arguments: list[str]) -> list[str]:
     """The image files the IMAGE arguments name: a file as given, a folder as its images."""
     from ..inference.evaluate import IMG_EXTENSIONS, _image_files
+    from ..inference.preprocess import missing_image
 
     images: list[str] = []
     for argument in arguments:
@@ -175,7 +176,7 @@ def _image_arguments(arguments: list[str]) -> list[str]:
                 raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in folder {argument!r}")
             images += [str(path) for path in files]
         elif not os.path.isfile(argument):
-            raise FileNotFoundError(f"image file not found: {argument!r}")
+            raise missing_image(argument)
         else:
             images.append(argument)
     return images
@@ -381,7 +382,9 @@ def _attention(args: argparse.Namespace) -> int:
     if os.path.isdir(args.image):
         raise ValueError(f"{args.image!r} is a folder; attention takes one image file")
     if not os.path.isfile(args.image):
-        raise FileNotFoundError(f"image file not found: {args.image!r}")
+        from ..inference.preprocess import missing_image
+
+        raise missing_image(args.image)
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     colormap_lut(args.colormap)

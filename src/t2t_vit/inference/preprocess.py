@@ -99,6 +99,27 @@ def _is_ndarray(obj: object) -> bool:
     return numpy is not None and isinstance(obj, numpy.ndarray)
 
 
+def missing_image(path: str | os.PathLike[str]) -> Exception:
+    """The one-line error for an image path that is no file: a symbolic link loop, a link to
+    nothing, or nothing at all. Every entry point that takes image paths (the API, the CLI)
+    raises it."""
+    name = os.fspath(path)
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return ValueError(
+                    f"cannot read image {name!r}: a symbolic link loop (the link leads back "
+                    "to itself); point it at an image file"
+                )
+        return FileNotFoundError(
+            f"image file not found: {name!r} is a symbolic link to "
+            f"{os.readlink(path)!r}, which does not exist"
+        )
+    return FileNotFoundError(f"image file not found: {name!r}")
+
+
 def load_image(path: str | os.PathLike[str]) -> PILImage.Image:
     """Open an image file fully into memory, in the mode Pillow gives it.
 
@@ -114,20 +135,7 @@ def load_image(path: str | os.PathLike[str]) -> PILImage.Image:
     if os.path.isdir(path):
         raise ValueError(f"{name!r} is a folder, not an image file; pass the image files in it")
     if not os.path.isfile(path):
-        if os.path.islink(path):
-            try:
-                os.stat(path)
-            except OSError as err:
-                if err.errno == errno.ELOOP:
-                    raise ValueError(
-                        f"cannot read image {name!r}: a symbolic link loop (the link leads back "
-                        "to itself); point it at an image file"
-                    ) from None
-            raise FileNotFoundError(
-                f"image file not found: {name!r} is a symbolic link to "
-                f"{os.readlink(path)!r}, which does not exist"
-            )
-        raise FileNotFoundError(f"image file not found: {name!r}")
+        raise missing_image(path)
     if os.path.getsize(path) == 0:
         raise ValueError(f"cannot read image {name!r}: empty file (0 bytes)")
     try:
