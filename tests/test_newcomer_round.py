@@ -95,3 +95,33 @@ def test_the_cli_names_a_symbolic_link_loop_as_the_api_does(
         f"cannot read image {str(loop)!r}: a symbolic link loop (the link leads back to "
         "itself); point it at an image file"
     )
+
+
+def test_an_empty_save_path_is_refused_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="empty path") as err:
+        t2t_vit.save_pretrained(_model(), "")
+    assert str(err.value) == (
+        "save_pretrained needs a folder name, got an empty path; pass e.g. './my-model' "
+        "(the current folder is never taken by default)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_matplotlib_another_colormap_is_refused_never_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from t2t_vit.inference.visualize import colormap_lut
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises
+    assert colormap_lut("inferno").shape == (256, 3)
+    with pytest.raises(ValueError, match="needs matplotlib") as err:
+        colormap_lut("viridis")
+    assert str(err.value).startswith(
+        "colormap 'viridis' needs matplotlib, which is not installed (pip install"
+    )
+    assert str(err.value).endswith("without it only the built-in 'inferno' ramp is available")

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..layers.attention import record_attention
 from ..models.t2t_vit import T2TViT
-from .preprocess import load_image, require_numpy, require_pillow
+from .preprocess import install_line, load_image, require_numpy, require_pillow
 
 if TYPE_CHECKING:
     import numpy as np
@@ -194,11 +194,18 @@ _BUILTIN_ANCHORS = (
 
 def colormap_lut(name: str = "inferno") -> np.ndarray[Any, Any]:
     """A `(256, 3)` uint8 colour table: matplotlib's `name` when matplotlib is
-    installed, else a built-in dark-blue to yellow ramp."""
+    installed, else a built-in dark-blue to yellow ramp for the default `'inferno'` (any
+    other name then raises, naming the extra to install: never another map silently)."""
     numpy = require_numpy()
     try:
         import matplotlib
     except ImportError:
+        if name != "inferno":
+            raise ValueError(
+                f"colormap {name!r} needs matplotlib, which is not installed ("
+                f"{install_line('plot')}); without it only the built-in 'inferno' ramp is "
+                "available"
+            ) from None
         anchors = numpy.array(_BUILTIN_ANCHORS)
         positions = numpy.linspace(0.0, 1.0, len(anchors))
         t = numpy.linspace(0.0, 1.0, 256)

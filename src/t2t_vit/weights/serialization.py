@@ -109,6 +109,11 @@ def save_pretrained(
     removed; a `config.json` or `model.safetensors` it did not write is replaced only with
     `overwrite=True`. Other files in the folder are left alone.
     """
+    if not os.fspath(save_directory):
+        raise ValueError(
+            "save_pretrained needs a folder name, got an empty path; pass e.g. './my-model' "
+            "(the current folder is never taken by default)"
+        )
     files = folder_files(unwrap_model(model, "save_pretrained"), pretrained_cfg)
     out = Path(save_directory)
     stale = [MODEL_CARD_NAME] if is_model_card(out / MODEL_CARD_NAME) else []
