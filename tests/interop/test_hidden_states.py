@@ -6,21 +6,29 @@ fails the import, never skips."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
-from transformers import AutoBackbone, TimmBackboneConfig
 
 import t2t_vit
-import t2t_vit.timm
 
 pytestmark = pytest.mark.interop
 
 
+def _backbone(**config: Any) -> Any:
+    """transformers' `TimmBackbone` on a T2T-ViT preset (imported here: the main test run
+    collects this file without transformers or timm installed)."""
+    from transformers import AutoBackbone, TimmBackboneConfig
+
+    import t2t_vit.timm  # noqa: F401  (registers the presets with timm)
+
+    return AutoBackbone.from_config(TimmBackboneConfig(**config))
+
+
 def test_output_hidden_states_gives_every_level_and_the_same_feature_maps() -> None:
     torch.manual_seed(0)
-    backbone = AutoBackbone.from_config(
-        TimmBackboneConfig(backbone="t2t_vit_7", out_indices=(0, 1, -1))
-    ).eval()
+    backbone = _backbone(backbone="t2t_vit_7", out_indices=(0, 1, -1)).eval()
     features = backbone._backbone
     assert isinstance(features, t2t_vit.T2TFeatures)
     x = torch.randn(2, 3, 64, 64)
@@ -41,9 +49,7 @@ def test_output_hidden_states_gives_every_level_and_the_same_feature_maps() -> N
 
 
 def test_output_hidden_states_of_a_stem_only_backbone_is_refused_in_one_line() -> None:
-    backbone = AutoBackbone.from_config(
-        TimmBackboneConfig(backbone="t2t_vit_7", out_indices=(0, 1))
-    ).eval()
+    backbone = _backbone(backbone="t2t_vit_7", out_indices=(0, 1)).eval()
     with pytest.raises(
         ValueError,
         match=r"^indices \[0, 1, 2, 3\] reach level 3 \(downsample\) but this "

@@ -12,13 +12,11 @@ import math
 from typing import Any
 
 import pytest
-import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import t2t_vit
-import t2t_vit.timm  # registers the presets with timm
 
 pytestmark = pytest.mark.interop
 
@@ -56,6 +54,10 @@ MATRIX: dict[str, tuple[dict[str, Any], int, list[str]]] = {
 
 def _build(arch: str, kwargs: dict[str, Any]) -> nn.Module:
     torch.manual_seed(0)
+    import segmentation_models_pytorch as smp
+
+    import t2t_vit.timm  # noqa: F401  (registers the presets with timm)
+
     cls = getattr(smp, arch.split("-")[0])
     return cls(ENCODER, encoder_weights=None, classes=CLASSES, **kwargs)  # type: ignore[no-any-return]
 
