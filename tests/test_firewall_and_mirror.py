@@ -160,10 +160,11 @@ def test_a_read_only_cache_gets_disk_advice_not_network_advice(
     monkeypatch.setenv("T2T_VIT_CACHE", str(blocker / "cache"))
     with pytest.raises(PretrainedLoadError) as err:
         t2t_vit.from_pretrained("t2t-vit-7")
+    # The advice names the file in the way and the setting that chose it (issue 23, item 22).
     assert str(err.value).endswith(
-        f"cannot write the cache folder {blocker / 'cache'} (Not a directory). Free space on "
-        "its disk or make it writable, or set T2T_VIT_CACHE or pass cache_dir= to use another "
-        "folder."
+        f"cannot write the cache folder {blocker / 'cache'} (Not a directory). {blocker} is a "
+        "file, not a folder: point T2T_VIT_CACHE at a folder (it is "
+        f"T2T_VIT_CACHE={str(blocker / 'cache')!r})."
     )
     assert "Check your network" not in str(err.value)
 
