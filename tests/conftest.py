@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,15 @@ def recipe_state_dict(shapes: dict[str, list[int]], seed: int) -> dict[str, torc
             t = t / 0.05
         state_dict[key] = t
     return state_dict
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist (`-n N`, the README's command), each worker takes its share of the
+    # cores: N workers each with torch's default of one thread per core would oversubscribe
+    # the CPU, and OpenMP threads that spin on a busy core slow every test down.
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 @pytest.fixture
