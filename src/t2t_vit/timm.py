@@ -34,6 +34,7 @@ from .models.presets import PRESETS
 from .models.t2t_vit import T2TViT
 from .weights.pretrained_cfg import complete_pretrained_cfg, default_pretrained_cfg
 from .weights.registry import WEIGHTS, PretrainedWeights, get_weights
+from .weights.serialization import TIMM_CFG_KEYS
 
 __all__ = ["TIMM_NAMES", "timm_name"]
 
@@ -235,19 +236,17 @@ def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     cache_dir = kwargs.pop("cache_dir", None)
     output_stride = kwargs.pop("output_stride", None)
     features_only = bool(kwargs.pop("features_only", False))
-    if _folder_of(pretrained_cfg) is not None:
-        out_indices = kwargs.pop("out_indices", None)
-        from_folder = _create_from_folder(
-            preset, pretrained, pretrained_cfg, cache_dir, features_only, out_indices, kwargs
-        )
-        assert from_folder is not None
-        return from_folder
+    # One guard for the feature keywords, whether the model is a preset or a folder's.
     feature_cfg = _feature_cfg(name, kwargs, output_stride) if features_only else None
     if not features_only:
         _check_output_stride(name, output_stride)
         extra = [k for k in _FEATURE_KEYS if k in kwargs]
         if extra:
             raise ValueError(f"{extra[0]}={kwargs[extra[0]]!r} needs features_only=True")
+    if _folder_of(pretrained_cfg) is not None:
+        return _create_from_folder(
+            preset, pretrained, pretrained_cfg, cache_dir, feature_cfg, overlay, kwargs
+        )
     tag = _tag(preset, pretrained_cfg)
     if pretrained and tag is None:
         tag = get_weights(preset).tag  # raises, naming the presets with weights
@@ -316,11 +315,11 @@ def _create_from_folder(
     pretrained: bool,
     pretrained_cfg: Any,
     cache_dir: Any,
-    features_only: bool,
-    out_indices: Any,
+    feature_cfg: dict[str, Any] | None,
+    overlay: dict[str, Any],
     kwargs: dict[str, Any],
-) -> nn.Module | None:
-    """The model of a `local-dir:` or `hf-hub:` folder, or `None` for any other call.
+) -> nn.Module:
+    """The model of a `local-dir:` or `hf-hub:` folder.
 
     timm reads the folder's `config.json` itself, calls the entry point its `architecture`
     names and passes the folder's `model_args` as keywords (with a copy in
@@ -329,39 +328,66 @@ def _create_from_folder(
     registry's weights for the `tag` the folder's `pretrained_cfg` may name; keywords the
     caller gave that differ from the folder's (`num_classes=10`, ...) apply as they do
     there. `pretrained=False` builds the folder's architecture, untrained, with its
-    preprocessing.
+    preprocessing. `features_only` goes through timm's builder with the same `feature_cfg`
+    as a preset's (this library's pyramid by default, or the wrapper `feature_cls` names).
     """
     found = _folder_of(pretrained_cfg)
-    if found is None:
-        return None
+    assert found is not None
     source, where = found
     saved = kwargs.pop("pretrained_model_args", None) or {}
-    # What the caller asked for: timm added the folder's own arguments to the keywords.
-    asked = {k: v for k, v in kwargs.items() if not (k in saved and saved[k] == v)}
-    if pretrained:
-        name = where
-        if source == "hf-hub":
-            name, _, revision = where.partition("@")
-            asked.setdefault("revision", revision or None)
-            if cache_dir is not None:
-                asked.setdefault("cache_dir", cache_dir)
-        return create_model(
-            name, pretrained=True, features_only=features_only, out_indices=out_indices, **asked
-        )
-    # The folder's preprocessing and class names: timm's pretrained_cfg, where it found them
-    # left out; its class count unless the caller gives one (as timm's builder does).
     cfg = dict(pretrained_cfg.to_dict() if hasattr(pretrained_cfg, "to_dict") else pretrained_cfg)
-    if isinstance(cfg.get("num_classes"), int):
-        kwargs.setdefault("num_classes", cfg["num_classes"])
-    model = create_model(preset, features_only=features_only, out_indices=out_indices, **kwargs)
-    names = cfg.get("label_names")
-    cfg = {k: v for k, v in cfg.items() if k not in ("source", "file", "hf_hub_id", "url")}
-    if isinstance(names, (list, tuple)) and len(names) == getattr(model, "num_classes", None):
-        cfg["labels"] = [str(n) for n in names]
-    cfg.pop("label_names", None)
-    cfg.pop("label_descriptions", None)
-    model.pretrained_cfg = complete_pretrained_cfg(model, cfg)
+    built: dict[str, Any] = {}
+
+    def build(**model_kwargs: Any) -> nn.Module:
+        # What the caller asked for: timm added the folder's own arguments to the keywords.
+        asked = {k: v for k, v in model_kwargs.items() if not (k in saved and saved[k] == v)}
+        model: nn.Module
+        if pretrained:
+            name = where
+            if source == "hf-hub":
+                name, _, revision = where.partition("@")
+                asked.setdefault("revision", revision or None)
+                if cache_dir is not None:
+                    asked.setdefault("cache_dir", cache_dir)
+            model = create_model(name, pretrained=True, **asked)
+        else:
+            # The folder's preprocessing and class names: timm's pretrained_cfg, where it
+            # found them left out; its class count unless the caller gives one.
+            classifier = create_model(preset, **model_kwargs)
+            assert isinstance(classifier, T2TViT)
+            names = cfg.get("label_names")
+            own = {k: v for k, v in cfg.items() if k not in _FOLDER_ONLY_KEYS}
+            if isinstance(names, (list, tuple)) and len(names) == classifier.num_classes:
+                own["labels"] = [str(n) for n in names]
+            classifier.pretrained_cfg = complete_pretrained_cfg(classifier, own)
+            model = classifier
+        built["cfg"] = dict(getattr(model, "pretrained_cfg", None) or {})
+        return model
+
+    model: nn.Module = build_model_with_cfg(
+        build,
+        timm_name(preset),
+        pretrained=False,  # loaded by `build`, from the folder
+        # timm builds its PretrainedCfg from the dict: its own keys only (a folder that
+        # timm's save_for_hf wrote from our model also holds this library's keys).
+        pretrained_cfg={k: v for k, v in cfg.items() if k in TIMM_CFG_KEYS},
+        pretrained_cfg_overlay=overlay,
+        feature_cfg=feature_cfg,
+        features_only=feature_cfg is not None,
+        **kwargs,
+    )
+    # timm's builder set its resolved cfg: the folder's own, as loaded, is kept.
+    own_cfg = {**built["cfg"], **overlay}
+    if isinstance(model, T2TFeatures) or feature_cfg is not None:
+        own_cfg.pop("classifier", None)
+        own_cfg["num_classes"] = 0
+    for attr in ("pretrained_cfg", "default_cfg"):
+        setattr(model, attr, own_cfg)
     return model
+
+
+#: Keys of timm's folder cfg that say where the folder is, or that T2T-ViT names otherwise.
+_FOLDER_ONLY_KEYS = ("source", "file", "hf_hub_id", "url", "label_names", "label_descriptions")
 
 
 def _entrypoint(preset: str) -> Any:

@@ -48,12 +48,21 @@ def test_output_hidden_states_gives_every_level_and_the_same_feature_maps() -> N
     assert all(torch.equal(a, b) for a, b in zip(out.feature_maps, plain.feature_maps, strict=True))
 
 
-def test_output_hidden_states_of_a_stem_only_backbone_is_refused_in_one_line() -> None:
-    backbone = _backbone(backbone="t2t_vit_7", out_indices=(0, 1)).eval()
+@pytest.mark.parametrize(
+    ("out_indices", "stop"),
+    [((0, 1), r"1 \(tokens_to_token\.attention2\)"), ((0, 1, 2), r"2 \(blocks\.6\)")],
+    ids=["stem-only", "without-the-pooled-level"],
+)
+def test_output_hidden_states_of_a_backbone_without_every_level_is_refused_in_one_line(
+    out_indices: tuple[int, ...], stop: str
+) -> None:
+    # (0, 1, 2): the last block is built, the pooled level (`downsample`) is not; this
+    # was an AttributeError from inside the feature model.
+    backbone = _backbone(backbone="t2t_vit_7", out_indices=out_indices).eval()
     with pytest.raises(
         ValueError,
         match=r"^indices \[0, 1, 2, 3\] reach level 3 \(downsample\) but this "
-        r"feature model stops at level 1 \(tokens_to_token\.attention2\); select deeper "
+        rf"feature model stops at level {stop}; select deeper "
         r"levels with out_indices when you build it$",
     ):
         backbone(torch.randn(1, 3, 64, 64), output_hidden_states=True)

@@ -97,6 +97,33 @@ def test_a_save_pretrained_folder_loads_in_timm_as_local_dir_with_its_own_weight
     assert isinstance(features, t2t_vit.T2TFeatures)
     assert torch.equal(features.blocks[2].mlp.fc2.weight, model.blocks[2].mlp.fc2.weight)
 
+    # The folder's features_only takes the same keywords and defaults as a preset's: the
+    # pyramid (it used to give levels="all"), output_stride, timm's wrappers.
+    def same_model(**kwargs: Any) -> Any:
+        return timm.create_model(config["architecture"], **config["model_args"], **kwargs)
+
+    preset = same_model(features_only=True)
+    assert features.feature_info.module_name()[-1] == "downsample"
+    assert features.feature_info.module_name() == preset.feature_info.module_name()
+    assert features.feature_info.reduction() == preset.feature_info.reduction()
+    capped_preset = same_model(features_only=True, output_stride=8)
+    assert capped_preset.feature_info.reduction() == [4, 8, 8]
+    for pretrained in (True, False):
+        capped = timm.create_model(
+            f"local-dir:{folder}", pretrained=pretrained, features_only=True, output_stride=8
+        )
+        assert capped.feature_info.reduction() == [4, 8, 8]
+    getter = timm.create_model(
+        f"local-dir:{folder}",
+        pretrained=True,
+        features_only=True,
+        feature_cls="getter",
+        out_indices=(0, -1),
+    )
+    assert type(getter).__name__ == "FeatureGetterNet"
+    assert getter.pretrained_cfg["labels"] == ["cat", "dog", "eel"]
+    assert getter.pretrained_cfg["num_classes"] == 0
+
 
 def test_a_folder_under_a_registered_tag_loads_its_own_weights_never_the_registrys(
     no_hub: str, releases: ReleaseServer, tmp_path: Path

@@ -317,7 +317,12 @@ class T2TFeatures(_TokenEmbedding, nn.Module):
             else resolve_level_indices(indices, levels, name="indices")
         )
         stem_take, block_take = self._split(take)
-        if block_take and self._deepest(block_take) >= len(self.blocks):
+        # A level this module was not built with: a block after its deepest level, or the
+        # pooled level when the selected ones stop at the last block (no `downsample`).
+        if block_take and (
+            self._deepest(block_take) >= len(self.blocks)
+            or (_POOLED in block_take and not hasattr(self, "downsample"))
+        ):
             deepest = max(self.out_indices)
             raise ValueError(
                 f"indices {take} reach level {max(take)} ({levels[max(take)]['module']}) but "
