@@ -78,7 +78,10 @@ def test_reset_classifier_keeps_the_pooling_unless_told() -> None:
 
 @pytest.mark.parametrize("call", ["build", "reset"])
 def test_an_unknown_global_pool_is_refused_in_one_line_naming_the_accepted(call: str) -> None:
-    expected = "global_pool must be one of 'token', 'avg', '', got 'max'"
+    expected = (
+        "global_pool='max' is not supported by T2T-ViT; accepted: 'token', 'avg', '' "
+        "(the class token, the mean of the patch tokens, or no pooling)"
+    )
     if call == "build":
         with pytest.raises(ValueError, match="global_pool") as err:
             t2t_vit.T2TViT(**TINY, global_pool="max")
@@ -87,10 +90,7 @@ def test_an_unknown_global_pool_is_refused_in_one_line_naming_the_accepted(call:
         model = t2t_vit.T2TViT(**TINY)
         with pytest.raises(ValueError, match="global_pool") as err:
             model.reset_classifier(3, "max")
-        assert str(err.value) == (
-            "global_pool='max' is not supported by T2T-ViT; accepted: 'token', 'avg', '' "
-            "(the class token, the mean of the patch tokens, or no pooling)"
-        )
+        assert str(err.value) == expected
         assert model.global_pool == "token"
         assert model.num_classes == 1000
 
@@ -142,6 +142,24 @@ def test_torchscript_is_refused_in_one_line_naming_torch_export(part: str) -> No
     message = str(err.value)
     assert message == (
         f"{type(module).__name__} does not support TorchScript (torch.jit.script); export it "
+        "with torch.export.export(model, (x,)) or compile it with torch.compile "
+        "(see docs/interop.md, 'TorchScript')"
+    )
+
+
+@pytest.mark.parametrize("part", ["model", "features", "stem"])
+def test_jit_trace_is_refused_in_one_line_naming_torch_export(part: str) -> None:
+    # It used to fail inside the size check (`cond must be a bool, but got a Tensor`).
+    model = t2t_vit.T2TViT(**TINY, tokens_type="transformer")
+    module: torch.nn.Module = {
+        "model": model,
+        "features": t2t_vit.create_feature_model(model),
+        "stem": model.tokens_to_token,
+    }[part]
+    with pytest.raises(RuntimeError) as err:
+        torch.jit.trace(module, torch.randn(1, 3, 32, 32))
+    assert str(err.value) == (
+        f"{type(module).__name__} does not support TorchScript (torch.jit.trace); export it "
         "with torch.export.export(model, (x,)) or compile it with torch.compile "
         "(see docs/interop.md, 'TorchScript')"
     )

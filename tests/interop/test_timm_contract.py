@@ -56,7 +56,10 @@ def test_global_pool_as_a_keyword_and_through_reset_classifier() -> None:
         assert torch.equal(model(x), tokens)
     with pytest.raises(ValueError, match="global_pool") as err:
         timm.create_model("t2t_vit_7", global_pool="avgmax", **TINY)
-    assert str(err.value) == "global_pool must be one of 'token', 'avg', '', got 'avgmax'"
+    assert str(err.value) == (
+        "global_pool='avgmax' is not supported by T2T-ViT; accepted: 'token', 'avg', '' "
+        "(the class token, the mean of the patch tokens, or no pooling)"
+    )
 
 
 def test_pretrained_cfg_has_timms_keys_and_first_conv_and_classifier_name_real_weights() -> None:

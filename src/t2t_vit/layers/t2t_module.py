@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .linear import linear
 from .precision import warn_if_bf16_emulated
-from .scripting import NotScriptable
+from .scripting import NotScriptable, refuse_jit_trace
 from .token_performer import TokenPerformer
 from .token_transformer import TokenTransformer
 
@@ -289,6 +289,7 @@ class T2TModule(NotScriptable, nn.Module):
         would fix them to the traced size); FX symbolic tracing has no values to check
         and skips it all.
         """
+        refuse_jit_trace(self)
         if isinstance(x, torch.fx.Proxy):  # FX symbolic tracing: no values to check
             return
         if not isinstance(x, Tensor):

@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers.block import Block
 from ..layers.linear import linear
 from ..layers.pos_embed import get_sinusoid_encoding, resample_pos_embed
-from ..layers.scripting import NotScriptable
+from ..layers.scripting import NotScriptable, refuse_jit_trace
 from ..layers.t2t_module import (
     DEFAULT_T2T_LAYERS,
     T2TModule,
@@ -111,10 +111,6 @@ _ARG_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "attn_drop_rate": _RATE,
     "drop_path_rate": _RATE,
     "token_dim": _at_least(1),
-    "global_pool": (
-        "must be one of " + ", ".join(repr(p) for p in GLOBAL_POOLS),
-        lambda v: v in GLOBAL_POOLS,
-    ),
 }
 
 
@@ -138,6 +134,8 @@ def check_model_args(args: Mapping[str, Any]) -> None:
             raise TypeError(
                 f"T2TViT argument {key}={value!r} must be {expected}, not {type(value).__name__}"
             )
+        if key == "global_pool":
+            check_global_pool(value)  # one message for the constructor and reset_classifier
         if key in _ARG_RANGES:
             bound, fits = _ARG_RANGES[key]
             if not fits(value):
@@ -324,6 +322,7 @@ class _TokenEmbedding(NotScriptable):
         `record_attention_maps`, `rollout`): raise in one line unless `x` is a
         `(B, in_chans, H, W)` tensor the stem takes (`T2TModule.check_input`) and, when
         the model is built with `dynamic_img_size=False`, of the size it is built for."""
+        refuse_jit_trace(self)
         self.tokens_to_token.check_input(x)
         if isinstance(x, torch.fx.Proxy) or self.dynamic_img_size:
             return
