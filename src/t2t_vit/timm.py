@@ -283,13 +283,19 @@ def _create(preset: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
         **kwargs,
     )
     cfg = _merge_cfg(built.get("cfg"), dict(getattr(model, "pretrained_cfg", None) or {}), explicit)
-    if features_only and isinstance(model, T2TFeatures):
+    _set_cfg(model, cfg, headless=features_only and isinstance(model, T2TFeatures))
+    return model
+
+
+def _set_cfg(model: nn.Module, cfg: dict[str, Any], headless: bool) -> None:
+    """Give `model` its `pretrained_cfg` after timm's builder set its own; a `headless`
+    feature model's has no classifier and `num_classes` 0."""
+    if headless:
         cfg.pop("classifier", None)
         cfg["num_classes"] = 0
     # One of timm's own wrappers has `default_cfg` as a plain attribute: kept in step.
     for attr in ("pretrained_cfg", "default_cfg"):
         setattr(model, attr, cfg)
-    return model
 
 
 #: The sources timm reads a folder's `config.json` from (`timm.create_model("local-dir:...")`).
@@ -377,12 +383,7 @@ def _create_from_folder(
         **kwargs,
     )
     # timm's builder set its resolved cfg: the folder's own, as loaded, is kept.
-    own_cfg = {**built["cfg"], **overlay}
-    if isinstance(model, T2TFeatures) or feature_cfg is not None:
-        own_cfg.pop("classifier", None)
-        own_cfg["num_classes"] = 0
-    for attr in ("pretrained_cfg", "default_cfg"):
-        setattr(model, attr, own_cfg)
+    _set_cfg(model, {**built["cfg"], **overlay}, headless=feature_cfg is not None)
     return model
 
 
